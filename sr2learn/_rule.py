@@ -1,0 +1,70 @@
+"""The SR2 acceptance rule (DESIGN §1, steps 5-6), written once for both backends.
+
+Everything here works on Python floats: the NumPy solver and the torch optimizer each
+reduce one step to the scalars (actual decrease, model decrease, batch objective) and
+call :meth:`SR2Rule.ratio` and :meth:`SR2Rule.update`.
+"""
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["SR2Rule"]
+
+
+@dataclass(frozen=True)
+class SR2Rule:
+    """Acceptance test and sigma update of SR2.
+
+    Defaults are the paper's Table 1. The paper's gamma2 (2.95 < gamma1) would make the
+    rejection interval [gamma1 sigma, gamma2 sigma] empty, so rejection multiplies sigma
+    by gamma1 alone.
+    """
+
+    eta1: float = 7.5e-4
+    eta2: float = 0.99
+    gamma1: float = 5.56
+    gamma3: float = 0.8
+    sigma_min: float = 1e-12
+    sigma_max: float = 1e12
+
+    def __post_init__(self):
+        if not 0.0 < self.eta1 <= self.eta2 < 1.0:
+            raise ValueError(f"Need 0 < eta1 <= eta2 < 1, got eta1={self.eta1}, eta2={self.eta2}.")
+        if not self.gamma1 > 1.0:
+            raise ValueError(f"Need gamma1 > 1, got {self.gamma1}.")
+        if not 0.0 < self.gamma3 <= 1.0:
+            raise ValueError(f"Need 0 < gamma3 <= 1, got {self.gamma3}.")
+        if not 0.0 < self.sigma_min <= self.sigma_max < math.inf:
+            raise ValueError(
+                f"Need 0 < sigma_min <= sigma_max < inf, got {self.sigma_min}, {self.sigma_max}."
+            )
+
+    @staticmethod
+    def ratio(actual, predicted, objective, eps):
+        """rho = actual / predicted decrease, guarded against rounding as in R2.
+
+        ``actual`` is F_B(w) - F_B(w + s) (on the variance-reduction surrogate when one
+        is used), ``predicted`` is xi = psi(0) - psi(s), ``objective`` is F_B(w) and
+        ``eps`` the machine epsilon of the data. Returns NaN (a rejection) when xi <= 0
+        or either decrease is not finite.
+        """
+        if not (math.isfinite(actual) and math.isfinite(predicted)) or predicted <= 0.0:
+            return math.nan
+        guard = 10.0 * eps * max(1.0, abs(objective))
+        return (actual + guard) / (predicted + guard)
+
+    def update(self, rho, sigma):
+        """Return ``(accepted, new_sigma, clamped)`` for the ratio ``rho``.
+
+        A NaN ``rho`` is a rejection. ``clamped`` is True when the new sigma was cut to
+        ``[sigma_min, sigma_max]``.
+        """
+        accepted = rho >= self.eta1  # False for NaN
+        if rho >= self.eta2:
+            target = self.gamma3 * sigma
+        elif accepted:
+            target = sigma
+        else:
+            target = self.gamma1 * sigma
+        new_sigma = min(self.sigma_max, max(self.sigma_min, target))
+        return bool(accepted), new_sigma, new_sigma != target

@@ -1,0 +1,403 @@
+"""The NumPy SR2 solver for regularised linear models (a pure function of its inputs).
+
+Variables are stored as ``W`` of shape ``(n_features + fit_intercept, K)``: the first
+``n_features`` rows are penalised coefficients, the optional last row is the intercept
+in scaled units (intercept = ``intercept_scale * W[-1]``; see :class:`LinearProblem`).
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import LinearOperator, eigsh
+
+__all__ = ["LinearProblem", "SolverState", "solve"]
+
+VARIANCE_REDUCTIONS = ("svrg", "growing_batch")
+# Norm test of the growing batch: grow when the in-batch variance of the mean gradient
+# exceeds THETA^2 times the squared prox-gradient step (||sigma s||^2), in more than
+# half of an epoch's steps.
+NORM_TEST_THETA = 0.9
+
+
+class LinearProblem:
+    """Data of f(w) = sum_i s_i l(x_i . w + b, y_i) / n for one solver call.
+
+    Parameters
+    ----------
+    X : ndarray or CSR matrix of shape (n, p)
+    Y : ndarray of shape (n, K), targets encoded for ``datafit``
+    sample_weight : ndarray of shape (n,), normalised to mean 1
+    datafit : a datafit of :mod:`sr2learn.datafits`
+    intercept_scale : float
+        0 for no intercept. Otherwise the intercept is fitted as ``intercept_scale * beta``
+        (a column of that constant appended to X, never materialised). Chosen as the
+        largest root-mean-square column of X, so the intercept is as well conditioned
+        as the best-scaled feature; the optimum is unchanged since it is unpenalised.
+    """
+
+    def __init__(self, X, Y, sample_weight, datafit, intercept_scale):
+        self.X = X
+        self.Y = Y
+        self.sw = sample_weight
+        self.datafit = datafit
+        self.c = float(intercept_scale)
+        self.fit_intercept = self.c > 0
+        self.n, self.p = X.shape
+        self.K = Y.shape[1]
+        self.dtype = X.dtype
+        self._row_norms_sq = None
+        self._lipschitz = None
+
+    @property
+    def n_rows(self):
+        return self.p + int(self.fit_intercept)
+
+    # -- linear algebra on X~ = [X, c 1] --------------------------------------------------
+    def linear(self, XB, W):
+        Z = XB @ W[: self.p]
+        Z = np.asarray(Z)
+        if self.fit_intercept:
+            Z = Z + self.c * W[self.p]
+        return Z
+
+    def transpose(self, XB, D):
+        G = np.empty((self.n_rows, D.shape[1]), dtype=D.dtype)
+        G[: self.p] = np.asarray(XB.T @ D)
+        if self.fit_intercept:
+            G[self.p] = self.c * D.sum(axis=0)
+        return G
+
+    def rows(self, idx):
+        return self.X[idx], self.Y[idx], self.sw[idx]
+
+    @property
+    def row_norms_sq(self):
+        """||x~_i||^2 per sample (one pass over X, cached)."""
+        if self._row_norms_sq is None:
+            if sp.issparse(self.X):
+                sq = np.asarray(self.X.multiply(self.X).sum(axis=1)).ravel()
+            else:
+                sq = np.einsum("ij,ij->i", self.X, self.X)
+            self._row_norms_sq = sq + self.c**2
+        return self._row_norms_sq
+
+    def lipschitz(self):
+        """Exact bound on the Lipschitz constant of grad f: curvature * ||S^(1/2) X~||_2^2 / n."""
+        if self._lipschitz is None:
+            self._lipschitz = self.datafit.curvature * _largest_eig_gram(self) / self.n
+        return self._lipschitz
+
+    def curvature_estimate(self, idx, n_power=15, seed=0):
+        """Cheap curvature of f_B on the rows ``idx``: a few power iterations."""
+        XB, _, swB = self.rows(idx)
+        v = np.random.default_rng(seed).standard_normal((self.n_rows, 1)).astype(self.dtype)
+        lam = 0.0
+        for _ in range(n_power):
+            v /= np.linalg.norm(v)
+            u = self.linear(XB, v) * swB[:, None]
+            v = self.transpose(XB, u) / len(idx)
+            lam = float(np.linalg.norm(v))
+            if lam == 0.0:
+                break
+        return self.datafit.curvature * lam
+
+
+def _largest_eig_gram(problem):
+    """Largest eigenvalue of X~^T S X~ (S = diag(sample_weight)), exact up to rounding."""
+    X, c, sw = problem.X, problem.c, problem.sw.astype(np.float64)
+    n, p = X.shape
+    root = np.sqrt(sw)
+    if min(n, problem.n_rows) <= 1500:
+        # Small side: form the Gram matrix densely and take its top eigenvalue.
+        A = sp.diags(root) @ X if sp.issparse(X) else X * root[:, None]
+        if n <= problem.n_rows:
+            gram = A @ A.T
+            gram = gram.toarray() if sp.issparse(gram) else np.asarray(gram, dtype=np.float64)
+            if problem.fit_intercept:
+                gram = gram + c**2 * np.outer(root, root)
+        else:
+            gram = A.T @ A
+            gram = gram.toarray() if sp.issparse(gram) else np.asarray(gram, dtype=np.float64)
+            if problem.fit_intercept:
+                col = np.asarray(A.T @ root).ravel() * c
+                corner = np.array([[c**2 * sw.sum()]])
+                gram = np.block([[gram, col[:, None]], [col[None, :], corner]])
+        return float(np.linalg.eigvalsh(gram)[-1])
+
+    def matvec(v):
+        v = np.asarray(v, dtype=np.float64).reshape(-1, 1)
+        u = problem.linear(X, v) * sw[:, None]
+        return problem.transpose(X, u).ravel()
+
+    op = LinearOperator((problem.n_rows, problem.n_rows), matvec=matvec, dtype=np.float64)
+    top = eigsh(op, k=1, which="LA", tol=1e-10, return_eigenvectors=False)[0]
+    return float(top) * (1.0 + 1e-8)  # Lanczos converges from below: keep a bound
+
+
+@dataclass
+class SolverState:
+    """What a solver call carries to the next one (warm start, partial_fit)."""
+
+    W: np.ndarray
+    sigma: float
+    batch_size: int
+    n_steps: int = 0
+    n_epochs: int = 0
+
+
+class _Reference:
+    """SVRG reference point: full gradient ``mu`` and per-sample derivatives ``D``."""
+
+    def __init__(self, W, D, mu):
+        self.W, self.D, self.mu = W, D, mu
+
+
+@dataclass
+class _Draw:
+    """One SR2 step drawn at W on a minibatch (not yet accepted or rejected)."""
+
+    XB: object
+    YB: np.ndarray
+    swB: np.ndarray
+    ZB: np.ndarray
+    DB: np.ndarray  # s_i l'(z_i) / m: the batch gradient is X~_B^T DB
+    f_batch: float
+    g: np.ndarray
+    S: np.ndarray
+    W_trial: np.ndarray
+    R_trial: float
+    xi: float
+    per_sample_D: np.ndarray  # s_i l'(z_i), for the norm test
+
+
+def _prox_step(problem, penalty, W, g, sigma):
+    """s = prox_{R/sigma}(w - g/sigma) - w; the intercept row is never penalised."""
+    V = W - g / sigma
+    W_trial = V.copy()
+    W_trial[: problem.p] = penalty.prox(V[: problem.p], 1.0 / sigma)
+    return W_trial
+
+
+def _draw(problem, penalty, W, R_w, sigma, idx, ref):
+    XB, YB, swB = problem.rows(idx)
+    m = len(idx)
+    ZB = problem.linear(XB, W)
+    datafit = problem.datafit
+    per_sample_D = datafit.derivative(ZB, YB) * swB[:, None]
+    DB = per_sample_D / m
+    f_batch = float(np.dot(swB, datafit.loss(ZB, YB))) / m
+    if ref is None:
+        g = problem.transpose(XB, DB)
+    else:
+        # SVRG: g = g_B(w) - g_B(w~) + grad f(w~), with one product by X_B^T.
+        g = problem.transpose(XB, DB - ref.D[idx] / m) + ref.mu
+    W_trial = _prox_step(problem, penalty, W, g, sigma)
+    S = W_trial - W
+    R_trial = penalty.value(W_trial[: problem.p])
+    # s minimises g's + sigma/2 ||s||^2 + R(w+s), so comparing with s = 0 gives
+    # xi >= sigma/2 ||s||^2 exactly; a smaller computed value is rounding in R(w) - R(w+s).
+    xi = max(R_w - R_trial - float(np.vdot(g, S)), 0.5 * sigma * float(np.vdot(S, S)))
+    return _Draw(XB, YB, swB, ZB, DB, f_batch, g, S, W_trial, R_trial, xi, per_sample_D)
+
+
+def _full_pass(problem, Ws):
+    """Losses and gradients of f at each W in ``Ws`` with one read of X.
+
+    Returns (objectives f(W), gradients, per-sample derivatives s_i l'(z_i)).
+    """
+    K = problem.K
+    Wcat = np.concatenate(Ws, axis=1)
+    Z = problem.linear(problem.X, Wcat)
+    values, Ds = [], []
+    for j in range(len(Ws)):
+        Zj = Z[:, j * K : (j + 1) * K]
+        values.append(float(np.dot(problem.sw, problem.datafit.loss(Zj, problem.Y))) / problem.n)
+        Ds.append(problem.datafit.derivative(Zj, problem.Y) * problem.sw[:, None])
+    G = problem.transpose(problem.X, np.concatenate(Ds, axis=1) / problem.n)
+    grads = [G[:, j * K : (j + 1) * K] for j in range(len(Ws))]
+    return values, grads, Ds
+
+
+def _subdiff_dist(problem, penalty, W, G):
+    d = penalty.subdiff_distance(W[: problem.p], G[: problem.p])
+    total = float(np.sum(np.square(d, dtype=np.float64)))
+    if problem.fit_intercept:
+        total += float(np.sum(np.square(G[problem.p], dtype=np.float64)))
+    return math.sqrt(total)
+
+
+def _stationarity_measure(problem, penalty, W, R_w, G, sigma):
+    """R2's sqrt(sigma * xi) for the full-gradient step at ``sigma`` (the number tol is
+    compared to). The solvers pass sigma = L, so the measure does not move with the
+    adaptive sigma: it is the norm of the proximal-gradient mapping with step 1/L."""
+    W_full = _prox_step(problem, penalty, W, G, sigma)
+    S = W_full - W
+    xi = R_w - penalty.value(W_full[: problem.p]) - float(np.vdot(G, S))
+    # xi >= sigma/2 ||s||^2 in exact arithmetic; the max keeps rounding from zeroing it.
+    return math.sqrt(max(sigma * xi, 0.5 * sigma**2 * float(np.vdot(S, S))))
+
+
+def _exact_variance(problem, E, mean_grad, batch_size):
+    """E||grad f(w) - g||^2 for the batch mean of per-sample gradients x~_i e_i^T.
+
+    ``E`` holds s_i l'(z_i) (minus the reference's, under SVRG); a batch of b samples
+    drawn without replacement from n has variance (n - b) / (b (n - 1)) sigma^2.
+    """
+    n = problem.n
+    if n <= 1 or batch_size >= n:
+        return 0.0
+    second = float(np.dot(problem.row_norms_sq, np.einsum("ij,ij->i", E, E))) / n
+    pop = max(0.0, second - float(np.vdot(mean_grad, mean_grad)))
+    return (n - batch_size) / (batch_size * (n - 1)) * pop
+
+
+def _nnz(problem, W):
+    return int(np.count_nonzero(W[: problem.p]))
+
+
+def solve(
+    problem,
+    penalty,
+    state,
+    rule,
+    *,
+    max_epochs,
+    tol,
+    variance_reduction,
+    rng,
+    diagnostics,
+    checkpoint_every=1,
+    verbose=0,
+):
+    """Run SR2 for at most ``max_epochs`` epochs from ``state``; returns the new state.
+
+    Stops when the stationarity measure sqrt(sigma * xi) of a full-gradient step is at
+    most ``tol * diagnostics.tol_scale`` (``tol=None``: never). Checkpoints are recorded
+    in ``diagnostics`` every ``checkpoint_every`` epochs and at the returned point.
+    """
+    n, p = problem.n, problem.p
+    W = state.W.copy()
+    sigma = state.sigma
+    b = state.batch_size
+    eps = float(np.finfo(problem.dtype).eps)
+    R_w = penalty.value(W[:p])
+    if not math.isfinite(R_w):
+        # A start outside an indicator's domain (e.g. L0Ball): project it first.
+        W[:p] = penalty.prox(W[:p], 1.0)
+        R_w = penalty.value(W[:p])
+    diag_rng = np.random.default_rng(rng.integers(2**32))
+    svrg = variance_reduction == "svrg"
+    ref = None
+    sigma_seen = [sigma]
+    accepted_steps = []
+    tol_abs = None
+
+    def checkpoint(epoch):
+        nonlocal ref, tol_abs
+        idx = np.sort(diag_rng.choice(n, size=min(b, n), replace=False))
+        if svrg and ref is None:
+            values, grads, Ds = _full_pass(problem, [W])
+            ref = _Reference(W.copy(), Ds[0], grads[0])
+        draw = _draw(problem, penalty, W, R_w, sigma, idx, ref)
+        values, grads, Ds = _full_pass(problem, [W, draw.W_trial])
+        G, G_trial = grads
+        L = problem.lipschitz()
+        measure = _stationarity_measure(problem, penalty, W, R_w, G, L if L > 0 else sigma)
+        if svrg:
+            E, mean_grad = Ds[0] - ref.D, G - ref.mu
+        else:
+            E, mean_grad = Ds[0], G
+        V = _exact_variance(problem, E, mean_grad, min(b, n))
+        smax = max(sigma_seen)
+        C = 3.0 * (L**2 + smax**2)
+        step_sq = float(np.mean(accepted_steps)) if accepted_steps else math.nan
+        diagnostics.record_checkpoint(
+            iteration=state.n_steps,
+            epoch=state.n_epochs,
+            objective=values[0] + R_w,
+            nnz=_nnz(problem, W),
+            sigma=sigma,
+            batch_size=b,
+            step_sq=step_sq,
+            step_max=math.sqrt(max(accepted_steps)) if accepted_steps else math.nan,
+            measure=measure,
+            lipschitz=L,
+            sigma_max=smax,
+            variance=V,
+            dist=_subdiff_dist(problem, penalty, W, G),
+            dist_trial=_subdiff_dist(problem, penalty, draw.W_trial, G_trial),
+            bound=C * float(np.vdot(draw.S, draw.S)) + 3.0 * float(np.sum((G - draw.g) ** 2)),
+            bound_expected=C * step_sq + 3.0 * V,
+        )
+        accepted_steps.clear()
+        if tol_abs is None and tol is not None:
+            diagnostics.tol_scale = max(1.0, float(np.linalg.norm(G)))
+            tol_abs = tol * diagnostics.tol_scale
+            diagnostics.tol = tol_abs
+        if svrg:
+            ref = _Reference(W.copy(), Ds[0], G)  # the next epoch's reference, free here
+        if verbose:
+            print(
+                f"[SR2] epoch {state.n_epochs:4d}  F = {values[0] + R_w:.8e}  measure = "
+                f"{measure:.3e}  sigma = {sigma:.3e}  nnz = {_nnz(problem, W)}"
+            )
+        return tol_abs is not None and measure <= tol_abs
+
+    if diagnostics.n_steps == 0:
+        checkpoint(state.n_epochs)  # recorded, but a fit always runs at least one epoch
+    converged = False
+    if svrg and ref is None:
+        _, grads, Ds = _full_pass(problem, [W])
+        ref = _Reference(W.copy(), Ds[0], grads[0])
+    epochs_run = 0
+    while not converged and epochs_run < max_epochs:
+        perm = rng.permutation(n)
+        violations = 0
+        n_batches = 0
+        for start in range(0, n, b):
+            idx = np.sort(perm[start : start + b])
+            d = _draw(problem, penalty, W, R_w, sigma, idx, ref)
+            ZS = problem.linear(d.XB, d.S)
+            f_trial = float(np.dot(d.swB, problem.datafit.loss(d.ZB + ZS, d.YB))) / len(idx)
+            # Decrease of the batch objective; under SVRG of the consistent surrogate
+            # f_B(w) + <grad f(w~) - g_B(w~), w>, whose gradient at w is exactly g.
+            actual = d.xi + (d.f_batch - f_trial + float(np.vdot(d.DB, ZS)))
+            objective = d.f_batch + R_w
+            rho = rule.ratio(actual, d.xi, objective, eps)
+            accepted, new_sigma, clamped = rule.update(rho, sigma)
+            step_sq = float(np.vdot(d.S, d.S))
+            if accepted:
+                W, R_w = d.W_trial, d.R_trial
+                accepted_steps.append(step_sq)
+            if variance_reduction == "growing_batch" and len(idx) > 1:
+                m = len(idx)
+                per_sample_sq = np.einsum("ij,ij->i", d.per_sample_D, d.per_sample_D)
+                sq = float(np.dot(problem.row_norms_sq[idx], per_sample_sq))
+                g_sq = float(np.vdot(d.g, d.g))
+                var = (1.0 - m / n) / (m * (m - 1)) * max(0.0, sq - m * g_sq)
+                violations += var > NORM_TEST_THETA**2 * sigma**2 * step_sq
+                n_batches += 1
+            state.n_steps += 1
+            diagnostics.n_sigma_clamps += clamped
+            diagnostics.record_step(
+                state.n_steps, state.n_epochs + 1, sigma, rho, float(accepted), step_sq, d.xi,
+                objective, _nnz(problem, W),
+            )
+            sigma = new_sigma
+            sigma_seen.append(sigma)
+        state.n_epochs += 1
+        epochs_run += 1
+        if n_batches and violations > n_batches / 2 and b < n:
+            b = min(n, 2 * b)
+        last = epochs_run == max_epochs
+        if last or epochs_run % checkpoint_every == 0:
+            converged = checkpoint(state.n_epochs)
+        elif svrg:
+            _, grads, Ds = _full_pass(problem, [W])
+            ref = _Reference(W.copy(), Ds[0], grads[0])
+    diagnostics.converged = bool(converged)
+    return SolverState(
+        W=W, sigma=sigma, batch_size=b, n_steps=state.n_steps, n_epochs=state.n_epochs
+    )

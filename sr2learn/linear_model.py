@@ -1,0 +1,552 @@
+"""scikit-learn estimators over the NumPy SR2 solver: SR2Classifier and SR2Regressor."""
+
+import math
+import numbers
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import expit, softmax
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from ._rule import SR2Rule
+from ._sr2 import VARIANCE_REDUCTIONS, LinearProblem, SolverState, solve
+from .datafits import Logistic, Multinomial, Quadratic
+from .diagnostics import ConvergenceDiagnostics
+from .penalties import PENALTY_NAMES, Penalty, check_penalty
+
+__all__ = ["SR2Classifier", "SR2Regressor"]
+
+# Batches of at least this many stored entries amortise the per-step Python overhead.
+_AUTO_BATCH_WORK = 16384
+# Relative range of sigma around sigma0 when sigma_min / sigma_max are not given.
+_SIGMA_RANGE = 1e10
+
+
+def auto_batch_size(n_samples, nnz_per_row):
+    """The ``batch_size="auto"`` rule.
+
+    Enough rows that one batch holds about 16k stored entries (so the fixed cost of a
+    step stays small next to its arithmetic), but at most n/16 rows, so that an epoch
+    makes at least 16 adaptive steps per full-gradient pass.
+    """
+    by_work = _AUTO_BATCH_WORK // max(1, int(math.ceil(nnz_per_row)) + 1)
+    by_steps = int(math.ceil(n_samples / 16))
+    return int(max(1, min(by_work, by_steps)))
+
+
+_COMMON_DOC = """
+    penalty : {"l1", "l0", "l1/2", "l2/3"} or Penalty, default="l1"
+        The regulariser R: a name (with strength ``alpha``) or a penalty object from
+        :mod:`sr2learn.penalties` (e.g. ``L0Ball(k=10)``), which carries its own
+        strength; ``alpha`` is then not used. The intercept is never penalised.
+    alpha : float, default=1e-3
+        Strength of a named penalty (``alpha * ||w||_1`` for "l1").
+    fit_intercept : bool, default=True
+        Whether to fit an (unpenalised) intercept.
+    batch_size : "auto" or int, default="auto"
+        Minibatch size. "auto" takes enough rows to hold about 16k stored entries of X,
+        but at most n/16 (at least 16 steps per epoch).
+    variance_reduction : {"svrg", "growing_batch"} or None, default="svrg"
+        How the gradient noise is driven down. "svrg" (the default): one full gradient
+        per epoch at a reference point, and rho measured on the consistent surrogate, so
+        the iterates converge to the exact optimum (linearly on the convex problems we
+        measured) and ``tol`` can be reached. "growing_batch": the batch doubles after an
+        epoch whose norm tests mostly failed (slower). None: the paper's plain method
+        with a fixed batch, which stalls in a noise-dominated neighbourhood of the
+        solution and usually ends with a ConvergenceWarning.
+    max_iter : int, default=1000
+        Maximum number of epochs.
+    tol : float, default=1e-6
+        Stop when the stationarity measure ``sqrt(sigma * xi)`` of a full-gradient SR2
+        step (a gradient-scale number: the norm of the proximal-gradient mapping, zero
+        exactly at a stationary point) is at most ``tol * max(1, ||grad f(w_0)||)``,
+        checked once per epoch. The scaled value is ``diagnostics_.tol``.
+    sigma0 : float or None, default=None
+        Initial regularisation sigma; ``1/sigma0`` is the first step size. None: the
+        curvature of the loss on the first minibatch, from 15 power iterations (the
+        step a careful user would pick), so no step size needs tuning.
+    eta1, eta2 : float, default=7.5e-4, 0.99
+        Acceptance thresholds on rho (paper's Table 1).
+    gamma1, gamma3 : float, default=5.56, 0.8
+        sigma is multiplied by gamma1 on rejection and by gamma3 when rho >= eta2.
+    sigma_min, sigma_max : float or None, default=None
+        Clamp of sigma; None means ``sigma0 / 1e10`` and ``sigma0 * 1e10``.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the minibatch sampling; a fixed seed gives identical coefficients.
+    warm_start : bool, default=False
+        Start from the previous solution (and sigma) of this estimator.
+    verbose : int, default=0
+        Print one line per epoch when positive.
+"""
+
+_ATTRS_DOC = """
+    n_iter_ : int
+        Number of epochs run.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Defined only when X has string feature names.
+    sigma_ : float
+        sigma at the end of the fit (reused by partial_fit and warm_start).
+    diagnostics_ : ConvergenceDiagnostics
+        The per-step trace, the checkpoints with the Theorem 4 bound, and ``summary()``.
+"""
+
+
+class _BaseSR2(BaseEstimator):
+    _parameter_constraints = {
+        "penalty": [StrOptions(set(PENALTY_NAMES)), Penalty],
+        "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "fit_intercept": ["boolean"],
+        "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
+        "variance_reduction": [StrOptions(set(VARIANCE_REDUCTIONS)), None],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "sigma0": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "eta1": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "eta2": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "gamma1": [Interval(numbers.Real, 1, None, closed="neither")],
+        "gamma3": [Interval(numbers.Real, 0, 1, closed="right")],
+        "sigma_min": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "sigma_max": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "random_state": ["random_state"],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+    }
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+    # -- hooks of the subclasses ---------------------------------------------------------
+    def _encode_targets(self, y, sample_weight, partial, classes):
+        raise NotImplementedError
+
+    # -- fitting ---------------------------------------------------------------------------
+    def _validate(self, X, y, reset):
+        return validate_data(
+            self,
+            X,
+            y,
+            accept_sparse="csr",
+            dtype=[np.float64, np.float32],
+            order="C",
+            y_numeric=not isinstance(self, ClassifierMixin),
+            reset=reset,
+        )
+
+    def _fit(self, X, y, sample_weight, *, partial, classes=None):
+        first = not (partial and hasattr(self, "_state"))
+        X, y = self._validate(X, y, reset=first)
+        n = X.shape[0]
+        sample_weight = _check_sample_weight(
+            sample_weight, X, dtype=X.dtype, ensure_non_negative=True
+        )
+        Y, sample_weight, datafit = self._encode_targets(y, sample_weight, partial, classes)
+        total = float(sample_weight.sum())
+        if not total > 0:
+            raise ValueError("The sample weights sum to zero: there is nothing to fit.")
+        sample_weight = (sample_weight * (n / total)).astype(X.dtype)
+        penalty = check_penalty(self.penalty, self.alpha)
+        if sp.issparse(X):
+            X.sum_duplicates()
+            nnz_per_row = X.nnz / max(1, n)
+        else:
+            nnz_per_row = X.shape[1]
+        if first:
+            self._intercept_scale = (
+                _intercept_scale(X, sample_weight) if self.fit_intercept else 0.0
+            )
+        problem = LinearProblem(X, Y, sample_weight, datafit, self._intercept_scale)
+        if self.batch_size == "auto":
+            b = auto_batch_size(n, nnz_per_row)
+        else:
+            b = min(n, self.batch_size)
+        seed = check_random_state(self.random_state).randint(2**31 - 1)
+        gen = np.random.default_rng(seed)
+
+        reuse = (partial and not first) or (self.warm_start and hasattr(self, "coef_"))
+        if reuse and self._state.W.shape == (problem.n_rows, problem.K):
+            state = SolverState(W=self._state.W.astype(X.dtype), sigma=self.sigma_, batch_size=b)
+            sigma0 = self.sigma_
+        else:
+            W0 = np.zeros((problem.n_rows, problem.K), dtype=X.dtype)
+            if self.sigma0 is not None:
+                sigma0 = float(self.sigma0)
+            else:
+                idx = np.sort(gen.choice(n, size=b, replace=False))
+                sigma0 = problem.curvature_estimate(idx, seed=seed)
+                if not (math.isfinite(sigma0) and sigma0 > 0):
+                    sigma0 = 1.0
+            state = SolverState(W=W0, sigma=sigma0, batch_size=b)
+        if first or not hasattr(self, "_rule"):
+            self._rule = SR2Rule(
+                eta1=self.eta1,
+                eta2=self.eta2,
+                gamma1=self.gamma1,
+                gamma3=self.gamma3,
+                sigma_min=self.sigma_min if self.sigma_min is not None else sigma0 / _SIGMA_RANGE,
+                sigma_max=self.sigma_max if self.sigma_max is not None else sigma0 * _SIGMA_RANGE,
+            )
+            state.sigma = min(self._rule.sigma_max, max(self._rule.sigma_min, state.sigma))
+        if partial and not first:
+            diagnostics = self.diagnostics_
+            state.n_steps, state.n_epochs = diagnostics.n_steps, self.n_iter_
+        else:
+            diagnostics = ConvergenceDiagnostics(
+                tol=None, variance_reduction=self.variance_reduction
+            )
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            state = solve(
+                problem,
+                penalty,
+                state,
+                self._rule,
+                max_epochs=1 if partial else self.max_iter,
+                tol=None if partial else self.tol,
+                variance_reduction=self.variance_reduction,
+                rng=gen,
+                diagnostics=diagnostics,
+                verbose=self.verbose,
+            )
+        self._state = state
+        self.sigma_ = state.sigma
+        self.n_iter_ = state.n_epochs
+        self.diagnostics_ = diagnostics
+        self._set_coef(state.W, problem)
+        if not partial and not diagnostics.converged:
+            last = diagnostics.last_checkpoint()
+            warnings.warn(
+                f"SR2 did not converge in max_iter={self.max_iter} epochs: the stationarity "
+                f"measure sqrt(sigma*xi) is {last['measure']:.3e} > tol = {diagnostics.tol:.3e} "
+                f"(measured dist(0, dF(w)) = {last['dist']:.3e}). Increase max_iter"
+                + (
+                    ", or use variance_reduction='svrg' (plain SR2 stalls at the noise level)."
+                    if self.variance_reduction is None
+                    else "."
+                ),
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return self
+
+    def _set_coef(self, W, problem):
+        p = problem.p
+        coef = W[:p].T.copy()
+        intercept = problem.c * W[p] if problem.fit_intercept else np.zeros(problem.K, W.dtype)
+        self.coef_, self.intercept_ = self._shape_coef(coef, intercept.astype(W.dtype))
+
+    def _decision(self, X):
+        check_is_fitted(self)
+        X = validate_data(
+            self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=False
+        )
+        coef = np.atleast_2d(self.coef_).astype(X.dtype, copy=False)
+        Z = np.asarray(X @ coef.T) + np.atleast_1d(self.intercept_).astype(X.dtype, copy=False)
+        return Z
+
+
+def _intercept_scale(X, sample_weight):
+    """Largest weighted root-mean-square column of X (1 when X is all zeros)."""
+    n = X.shape[0]
+    if sp.issparse(X):
+        sq = np.asarray(X.multiply(X).T @ sample_weight).ravel()
+    else:
+        sq = sample_weight @ (X * X)
+    top = float(np.max(sq)) / n if sq.size else 0.0
+    return math.sqrt(top) if top > 0 and math.isfinite(top) else 1.0
+
+
+class SR2Regressor(RegressorMixin, _BaseSR2):
+    """Sparse linear regression fitted by SR2 (squared loss + l1, l0, lp or k-sparse).
+
+    Minimises ``1/(2n) sum_i s_i (y_i - x_i.w - b)^2 + R(w)`` with ``s`` the sample
+    weights normalised to mean 1: with ``penalty="l1"`` exactly the objective of
+    ``sklearn.linear_model.Lasso(alpha=alpha)``.
+
+    Parameters
+    ----------""" + _COMMON_DOC + """
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_features,)
+    intercept_ : float""" + _ATTRS_DOC + """
+    See Also
+    --------
+    SR2Classifier : the same solver for logistic and multinomial regression.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_diabetes
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from sr2learn import SR2Regressor
+    >>> X, y = load_diabetes(return_X_y=True)
+    >>> X = StandardScaler().fit_transform(X)
+    >>> reg = SR2Regressor(penalty="l0", alpha=1.0, random_state=0).fit(X, y)
+    >>> int((reg.coef_ != 0).sum()) < X.shape[1]
+    True
+    >>> reg.diagnostics_.converged
+    True
+    """
+
+    def __init__(
+        self,
+        penalty="l1",
+        alpha=1e-3,
+        *,
+        fit_intercept=True,
+        batch_size="auto",
+        variance_reduction="svrg",
+        max_iter=1000,
+        tol=1e-6,
+        sigma0=None,
+        eta1=7.5e-4,
+        eta2=0.99,
+        gamma1=5.56,
+        gamma3=0.8,
+        sigma_min=None,
+        sigma_max=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+    ):
+        self.penalty = penalty
+        self.alpha = alpha
+        self.fit_intercept = fit_intercept
+        self.batch_size = batch_size
+        self.variance_reduction = variance_reduction
+        self.max_iter = max_iter
+        self.tol = tol
+        self.sigma0 = sigma0
+        self.eta1 = eta1
+        self.eta2 = eta2
+        self.gamma1 = gamma1
+        self.gamma3 = gamma3
+        self.sigma_min = sigma_min
+        self.sigma_max = sigma_max
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+
+    def _encode_targets(self, y, sample_weight, partial, classes):
+        if y.ndim != 1:
+            raise ValueError(f"y must be 1-D, got shape {y.shape}.")
+        return y.astype(sample_weight.dtype)[:, None], sample_weight, Quadratic()
+
+    def _shape_coef(self, coef, intercept):
+        return coef[0], float(intercept[0])
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model with SR2.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data; sparse input is used as CSR without densifying.
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights.
+
+        Returns
+        -------
+        self : SR2Regressor
+        """
+        return self._fit(X, y, sample_weight, partial=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """One SR2 epoch over (X, y), continuing from the current coefficients and sigma."""
+        return self._fit(X, y, sample_weight, partial=True)
+
+    def predict(self, X):
+        """Predict with the fitted linear model."""
+        return self._decision(X)[:, 0]
+
+
+class SR2Classifier(ClassifierMixin, _BaseSR2):
+    """Sparse logistic (binary) and multinomial regression fitted by SR2.
+
+    Minimises ``1/n sum_i s_i logloss_i + R(w)`` with ``s`` the sample weights
+    normalised to mean 1: for two classes and ``penalty="l1"`` the objective of
+    ``LogisticRegression(l1_ratio=1, C=1/(n*alpha))``; for more classes the native
+    multinomial (softmax) loss with one coefficient row per class.
+
+    Parameters
+    ----------""" + _COMMON_DOC + """
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes, multiplied into the sample weights.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    coef_ : ndarray of shape (1, n_features) or (n_classes, n_features)
+    intercept_ : ndarray of shape (1,) or (n_classes,)""" + _ATTRS_DOC + """
+    See Also
+    --------
+    SR2Regressor : the same solver for least squares.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from sr2learn import SR2Classifier
+    >>> X, y = load_breast_cancer(return_X_y=True)
+    >>> clf = make_pipeline(StandardScaler(), SR2Classifier(penalty="l1", alpha=1e-2,
+    ...                                                     random_state=0))
+    >>> clf.fit(X, y).score(X, y) > 0.95
+    True
+    """
+
+    _parameter_constraints = {
+        **_BaseSR2._parameter_constraints,
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+
+    def __init__(
+        self,
+        penalty="l1",
+        alpha=1e-3,
+        *,
+        fit_intercept=True,
+        batch_size="auto",
+        variance_reduction="svrg",
+        max_iter=1000,
+        tol=1e-6,
+        sigma0=None,
+        eta1=7.5e-4,
+        eta2=0.99,
+        gamma1=5.56,
+        gamma3=0.8,
+        sigma_min=None,
+        sigma_max=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        class_weight=None,
+    ):
+        self.penalty = penalty
+        self.alpha = alpha
+        self.fit_intercept = fit_intercept
+        self.batch_size = batch_size
+        self.variance_reduction = variance_reduction
+        self.max_iter = max_iter
+        self.tol = tol
+        self.sigma0 = sigma0
+        self.eta1 = eta1
+        self.eta2 = eta2
+        self.gamma1 = gamma1
+        self.gamma3 = gamma3
+        self.sigma_min = sigma_min
+        self.sigma_max = sigma_max
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.class_weight = class_weight
+
+    def _encode_targets(self, y, sample_weight, partial, classes):
+        check_classification_targets(y)
+        if partial and hasattr(self, "classes_"):
+            if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+                raise ValueError(
+                    f"classes={classes!r} differs from the classes of the first partial_fit "
+                    f"call, {self.classes_!r}."
+                )
+        elif partial:
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+            self.classes_ = np.unique(classes)
+        else:
+            self.classes_ = np.unique(y)
+        unknown = np.setdiff1d(np.unique(y), self.classes_)
+        if unknown.size:
+            raise ValueError(f"y contains labels {unknown!r} not in classes {self.classes_!r}.")
+        if self.classes_.size < 2:
+            raise ValueError(
+                "SR2Classifier needs samples of at least 2 classes in the data, but the data "
+                f"contains only one class: {self.classes_[0]!r}."
+            )
+        codes = np.searchsorted(self.classes_, y)
+        if self.class_weight is not None:
+            if partial and self.class_weight == "balanced":
+                raise ValueError(
+                    "class_weight='balanced' is not supported for partial_fit: the class "
+                    "frequencies of later batches are unknown. Pass a dict instead."
+                )
+            cw = compute_class_weight(self.class_weight, classes=self.classes_, y=y)
+            sample_weight = sample_weight * cw[codes].astype(sample_weight.dtype)
+        if not partial:
+            present = np.bincount(codes, weights=sample_weight, minlength=self.classes_.size)
+            if np.count_nonzero(present > 0) < 2:
+                raise ValueError(
+                    "SR2Classifier needs samples of at least 2 classes with positive weight, "
+                    "but after sample_weight only one class remains."
+                )
+        dtype = sample_weight.dtype
+        if self.classes_.size == 2:
+            return (codes == 1).astype(dtype)[:, None], sample_weight, Logistic()
+        Y = np.zeros((y.shape[0], self.classes_.size), dtype=dtype)
+        Y[np.arange(y.shape[0]), codes] = 1.0
+        return Y, sample_weight, Multinomial()
+
+    def _shape_coef(self, coef, intercept):
+        return coef, intercept
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model with SR2.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data; sparse input is used as CSR without densifying.
+        y : array-like of shape (n_samples,)
+            Class labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights.
+
+        Returns
+        -------
+        self : SR2Classifier
+        """
+        return self._fit(X, y, sample_weight, partial=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """One SR2 epoch over (X, y), continuing from the current coefficients and sigma.
+
+        ``classes`` (all the labels that will ever appear) is required on the first call.
+        """
+        return self._fit(X, y, sample_weight, partial=True, classes=classes)
+
+    def decision_function(self, X):
+        """Linear scores: shape (n_samples,) for two classes, else (n_samples, n_classes)."""
+        Z = self._decision(X)
+        return Z[:, 0] if Z.shape[1] == 1 else Z
+
+    def predict_proba(self, X):
+        """Class probabilities (logistic for two classes, softmax otherwise)."""
+        Z = self._decision(X)
+        if Z.shape[1] == 1:
+            p = expit(Z[:, 0])
+            return np.column_stack([1.0 - p, p])
+        return softmax(Z, axis=1)
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    def predict(self, X):
+        """Predicted class labels."""
+        Z = self._decision(X)
+        if Z.shape[1] == 1:
+            return self.classes_[(Z[:, 0] > 0).astype(int)]
+        return self.classes_[np.argmax(Z, axis=1)]

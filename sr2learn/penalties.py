@@ -1,0 +1,251 @@
+"""Regularisers R(w) with their value, proximal operator and subdifferential distance.
+
+Each formula is written once, against the array-API namespace of its input
+(:func:`array_api_compat.array_namespace`), so the NumPy solver and the torch
+optimizer run exactly the same code on ``numpy.ndarray`` and ``torch.Tensor``.
+
+Conventions (shared by every penalty):
+
+- ``value(w)`` is R(w), a Python float (``inf`` outside the domain of an indicator);
+- ``prox(v, step)`` returns argmin_u 1/2 ||u - v||^2 + step * R(u), elementwise;
+- ``subdiff_distance(w, grad)`` returns, elementwise, dist(-grad_j, ∂R_j(w)), the
+  distance from ``-grad`` to the Fréchet subdifferential of R at ``w``; the norm of
+  this array is dist(0, ∂(f + R)(w)) when ``grad`` is the gradient of f at ``w``.
+"""
+
+import math
+import numbers
+
+from array_api_compat import array_namespace
+
+__all__ = ["Penalty", "L1", "L0", "Lp", "L0Ball", "check_penalty", "PENALTY_NAMES"]
+
+
+class Penalty:
+    """Base class of the regularisers. Subclasses define the three methods below."""
+
+    #: True if the step ``prox`` can produce exact zeros (used in reports only).
+    sparsifying = True
+
+    def value(self, w):
+        raise NotImplementedError
+
+    def prox(self, v, step):
+        raise NotImplementedError
+
+    def subdiff_distance(self, w, grad):
+        raise NotImplementedError
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
+        return f"{type(self).__name__}({args})"
+
+    def _params(self):
+        return {"alpha": self.alpha}
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self._params() == other._params()
+
+    def __hash__(self):
+        return hash((type(self).__name__, tuple(self._params().items())))
+
+
+def _check_alpha(alpha):
+    if not isinstance(alpha, numbers.Real) or not math.isfinite(alpha) or alpha < 0:
+        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}.")
+    return float(alpha)
+
+
+class L1(Penalty):
+    """``alpha * sum_j |w_j|`` (the lasso penalty); prox is soft thresholding.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sr2learn.penalties import L1
+    >>> L1(alpha=1.0).prox(np.array([-3.0, 0.5, 2.0]), step=1.0)
+    array([-2.,  0.,  1.])
+    """
+
+    def __init__(self, alpha=1.0):
+        self.alpha = _check_alpha(alpha)
+
+    def value(self, w):
+        xp = array_namespace(w)
+        return self.alpha * float(xp.sum(xp.abs(w)))
+
+    def prox(self, v, step):
+        xp = array_namespace(v)
+        return xp.sign(v) * xp.clip(xp.abs(v) - step * self.alpha, min=0.0)
+
+    def subdiff_distance(self, w, grad):
+        xp = array_namespace(w, grad)
+        nonzero = xp.abs(grad + self.alpha * xp.sign(w))
+        at_zero = xp.clip(xp.abs(grad) - self.alpha, min=0.0)
+        return xp.where(w != 0, nonzero, at_zero)
+
+
+class L0(Penalty):
+    """``alpha * count(w != 0)``; prox is hard thresholding at ``sqrt(2 * step * alpha)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sr2learn.penalties import L0
+    >>> L0(alpha=0.5).prox(np.array([-3.0, 0.5, 2.0]), step=1.0)
+    array([-3.,  0.,  2.])
+    """
+
+    def __init__(self, alpha=1.0):
+        self.alpha = _check_alpha(alpha)
+
+    def value(self, w):
+        xp = array_namespace(w)
+        return self.alpha * float(xp.count_nonzero(w))
+
+    def prox(self, v, step):
+        xp = array_namespace(v)
+        threshold = math.sqrt(2.0 * step * self.alpha)
+        return xp.where(xp.abs(v) > threshold, v, xp.zeros_like(v))
+
+    def subdiff_distance(self, w, grad):
+        xp = array_namespace(w, grad)
+        # The Fréchet subdifferential of count(w_j != 0) is {0} off zero and R at zero.
+        return xp.where(w != 0, xp.abs(grad), xp.zeros_like(grad))
+
+
+class Lp(Penalty):
+    """``alpha * sum_j |w_j|^p`` for ``p`` = 1/2 or 2/3 (closed-form thresholding).
+
+    The prox uses the half-thresholding (p = 1/2) and two-thirds-thresholding
+    (p = 2/3) formulas; both return the global minimiser of the 1-D problem.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sr2learn.penalties import Lp
+    >>> u = Lp(alpha=1.0, p=0.5).prox(np.array([0.5, 3.0]), step=1.0)
+    >>> u[0] == 0.0 and 2.5 < u[1] < 3.0
+    True
+    """
+
+    def __init__(self, alpha=1.0, p=0.5):
+        self.alpha = _check_alpha(alpha)
+        if p not in (0.5, 2.0 / 3.0):
+            raise ValueError(f"p must be 1/2 or 2/3, got {p!r}.")
+        self.p = p
+
+    def _params(self):
+        return {"alpha": self.alpha, "p": self.p}
+
+    def value(self, w):
+        xp = array_namespace(w)
+        return self.alpha * float(xp.sum(xp.abs(w) ** self.p))
+
+    def prox(self, v, step):
+        xp = array_namespace(v)
+        lam = 2.0 * step * self.alpha  # both closed forms are stated for 1/2(u-v)^2 + lam/2 |u|^p
+        if lam == 0.0:
+            return v
+        a = xp.abs(v)
+        if self.p == 0.5:
+            threshold = (54.0 ** (1.0 / 3.0) / 4.0) * lam ** (2.0 / 3.0)
+            keep = a > threshold
+            safe = xp.where(keep, a, xp.full_like(a, 2.0 * threshold + 1.0))
+            phi = xp.acos(xp.clip((lam / 8.0) * (safe / 3.0) ** -1.5, max=1.0))
+            mag = (2.0 / 3.0) * safe * (1.0 + xp.cos(2.0 * math.pi / 3.0 - (2.0 / 3.0) * phi))
+        else:
+            threshold = (2.0 / 3.0) * (3.0 * lam**3) ** 0.25
+            keep = a > threshold
+            safe = xp.where(keep, a, xp.full_like(a, 2.0 * threshold + 1.0))
+            arg = xp.clip((27.0 / 16.0) * safe**2 * lam**-1.5, min=1.0)
+            acosh = xp.log(arg + xp.sqrt(arg * arg - 1.0))
+            cosh = (xp.exp(acosh / 3.0) + xp.exp(-acosh / 3.0)) / 2.0
+            phi = (2.0 / math.sqrt(3.0)) * lam**0.25 * xp.sqrt(cosh)
+            mag = ((phi + xp.sqrt(xp.clip(2.0 * safe / phi - phi * phi, min=0.0))) / 2.0) ** 3
+        return xp.where(keep, xp.sign(v) * mag, xp.zeros_like(v))
+
+    def subdiff_distance(self, w, grad):
+        xp = array_namespace(w, grad)
+        a = xp.abs(w)
+        safe = xp.where(a > 0, a, xp.ones_like(a))
+        nonzero = xp.abs(grad + self.alpha * self.p * safe ** (self.p - 1.0) * xp.sign(w))
+        # At zero, |w|^p has the whole real line as Fréchet subdifferential.
+        return xp.where(a > 0, nonzero, xp.zeros_like(grad))
+
+
+class L0Ball(Penalty):
+    """Indicator of ``{w : count(w != 0) <= k}``: the prox keeps the ``k`` largest |v_j|.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sr2learn.penalties import L0Ball
+    >>> L0Ball(k=2).prox(np.array([3.0, -0.5, 2.0, 1.0]), step=1.0)
+    array([3., 0., 2., 0.])
+    """
+
+    def __init__(self, k):
+        if not isinstance(k, numbers.Integral) or k < 1:
+            raise ValueError(f"k must be an integer >= 1, got {k!r}.")
+        self.k = int(k)
+
+    @property
+    def alpha(self):
+        return 0.0
+
+    def _params(self):
+        return {"k": self.k}
+
+    def value(self, w):
+        xp = array_namespace(w)
+        return 0.0 if int(xp.count_nonzero(w)) <= self.k else math.inf
+
+    def prox(self, v, step):
+        xp = array_namespace(v)
+        flat = xp.reshape(v, (-1,))
+        if flat.shape[0] <= self.k:
+            return v
+        order = xp.argsort(xp.abs(flat), descending=True, stable=True)
+        keep = order[: self.k]
+        out = xp.zeros_like(flat)
+        out[keep] = flat[keep]
+        return xp.reshape(out, v.shape)
+
+    def subdiff_distance(self, w, grad):
+        xp = array_namespace(w, grad)
+        # Normal cone of the union of k-sparse subspaces: off the support it is the
+        # whole axis only when the support is full (count == k).
+        full = int(xp.count_nonzero(w)) == self.k
+        at_zero = xp.zeros_like(grad) if full else xp.abs(grad)
+        return xp.where(w != 0, xp.abs(grad), at_zero)
+
+
+PENALTY_NAMES = ("l1", "l0", "l1/2", "l2/3")
+
+
+def check_penalty(penalty, alpha):
+    """Return a :class:`Penalty` from a name and ``alpha``, or the object itself.
+
+    Parameters
+    ----------
+    penalty : {"l1", "l0", "l1/2", "l2/3"} or Penalty
+        A name, or a penalty object (which carries its own strength; ``alpha`` is
+        then not used).
+    alpha : float
+        The strength for a named penalty.
+    """
+    if isinstance(penalty, Penalty):
+        return penalty
+    makers = {
+        "l1": lambda: L1(alpha),
+        "l0": lambda: L0(alpha),
+        "l1/2": lambda: Lp(alpha, p=0.5),
+        "l2/3": lambda: Lp(alpha, p=2.0 / 3.0),
+    }
+    if penalty not in makers:
+        raise ValueError(
+            f"Unknown penalty {penalty!r}: use one of {', '.join(map(repr, PENALTY_NAMES))} "
+            "or a sr2learn.penalties.Penalty object such as L0Ball(k)."
+        )
+    return makers[penalty]()
