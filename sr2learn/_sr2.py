@@ -236,7 +236,7 @@ def _stationarity_measure(problem, penalty, W, R_w, G, sigma):
     S = W_full - W
     xi = R_w - penalty.value(W_full[: problem.p]) - float(np.vdot(G, S))
     # xi >= sigma/2 ||s||^2 in exact arithmetic; the max keeps rounding from zeroing it.
-    return math.sqrt(max(sigma * xi, 0.5 * sigma**2 * float(np.vdot(S, S))))
+    return max(math.sqrt(max(sigma * xi, 0.0)), sigma * math.sqrt(0.5 * float(np.vdot(S, S))))
 
 
 def _exact_variance(problem, E, mean_grad, batch_size):

@@ -94,6 +94,12 @@ _ATTRS_DOC = """
         Defined only when X has string feature names.
     sigma_ : float
         sigma at the end of the fit (reused by partial_fit and warm_start).
+    intercept_scaling_ : float
+        The solver fits the intercept as ``intercept_scaling_ * beta`` (a constant column
+        of that value appended to X; 0 without intercept), with the largest root-mean-square
+        column of X as the constant, so the intercept is as well conditioned as the
+        best-scaled feature. The optimum is unchanged (the intercept is unpenalised); the
+        diagnostics measure gradients and steps in (coef, beta).
     diagnostics_ : ConvergenceDiagnostics
         The per-step trace, the checkpoints with the Theorem 4 bound, and ``summary()``.
 """
@@ -242,6 +248,7 @@ class _BaseSR2(BaseEstimator):
         coef = W[:p].T.copy()
         intercept = problem.c * W[p] if problem.fit_intercept else np.zeros(problem.K, W.dtype)
         self.coef_, self.intercept_ = self._shape_coef(coef, intercept.astype(W.dtype))
+        self.intercept_scaling_ = problem.c
 
     def _decision(self, X):
         check_is_fitted(self)

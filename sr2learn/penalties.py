@@ -125,7 +125,7 @@ class Lp(Penalty):
     >>> import numpy as np
     >>> from sr2learn.penalties import Lp
     >>> u = Lp(alpha=1.0, p=0.5).prox(np.array([0.5, 3.0]), step=1.0)
-    >>> u[0] == 0.0 and 2.5 < u[1] < 3.0
+    >>> bool(u[0] == 0.0 and 2.5 < u[1] < 3.0)
     True
     """
 

@@ -1,0 +1,33 @@
+import matplotlib
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer, load_diabetes
+from sklearn.preprocessing import StandardScaler
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="session")
+def diabetes():
+    X, y = load_diabetes(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+@pytest.fixture(scope="session")
+def breast_cancer():
+    X, y = load_breast_cancer(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+@pytest.fixture(scope="session")
+def sparse_regression():
+    """n=500, p=1000, 10 true nonzeros, SNR 10 (signal std / noise std)."""
+    rng = np.random.default_rng(0)
+    n, p, k = 500, 1000, 10
+    X = rng.standard_normal((n, p))
+    w = np.zeros(p)
+    support = rng.choice(p, size=k, replace=False)
+    w[support] = rng.choice([-1.0, 1.0], size=k) * rng.uniform(1.0, 2.0, size=k)
+    signal = X @ w
+    y = signal + rng.standard_normal(n) * signal.std() / 10.0
+    return X, y, w

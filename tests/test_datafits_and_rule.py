@@ -1,0 +1,125 @@
+"""Datafits (derivatives, Lipschitz bound) and the SR2 acceptance rule."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from sr2learn._rule import SR2Rule
+from sr2learn._sr2 import LinearProblem
+from sr2learn.datafits import Logistic, Multinomial, Quadratic
+
+
+def make_targets(datafit, n, K, rng):
+    if isinstance(datafit, Quadratic):
+        return rng.normal(size=(n, K))
+    if isinstance(datafit, Logistic):
+        return rng.integers(0, 2, size=(n, 1)).astype(float)
+    Y = np.zeros((n, K))
+    Y[np.arange(n), rng.integers(0, K, size=n)] = 1.0
+    return Y
+
+
+@pytest.mark.parametrize("datafit,K", [(Quadratic(), 1), (Logistic(), 1), (Multinomial(), 4)])
+def test_derivative_matches_finite_differences(datafit, K):
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(5, K))
+    Y = make_targets(datafit, 5, K, rng)
+    h = 1e-6
+    numeric = np.zeros_like(Z)
+    for i in range(5):
+        for k in range(K):
+            E = np.zeros_like(Z)
+            E[i, k] = h
+            numeric[i, k] = (datafit.loss(Z + E, Y)[i] - datafit.loss(Z - E, Y)[i]) / (2 * h)
+    np.testing.assert_allclose(datafit.derivative(Z, Y), numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_logistic_is_stable_for_large_margins():
+    Z = np.array([[800.0], [-800.0]])
+    Y = np.array([[0.0], [0.0]])
+    losses = Logistic().loss(Z, Y)
+    assert np.all(np.isfinite(losses))
+    assert losses[0] == pytest.approx(800.0) and losses[1] == pytest.approx(0.0, abs=1e-300)
+    assert np.all(
+        np.isfinite(Multinomial().loss(np.array([[1000.0, -1000.0]]), np.array([[0.0, 1.0]])))
+    )
+
+
+@pytest.mark.parametrize("datafit,K", [(Quadratic(), 1), (Logistic(), 1), (Multinomial(), 3)])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_lipschitz_bound_holds_and_is_tight_for_squared_loss(datafit, K, sparse):
+    rng = np.random.default_rng(3)
+    n, p = 40, 6
+    X = rng.normal(size=(n, p)) * rng.uniform(0.1, 3, size=p)
+    sw = rng.uniform(0.2, 2.0, size=n)
+    sw *= n / sw.sum()
+    Y = make_targets(datafit, n, K, rng)
+    problem = LinearProblem(sp.csr_matrix(X) if sparse else X, Y, sw, datafit, intercept_scale=1.7)
+    L = problem.lipschitz()
+    # Independent: the Hessian of the squared loss is X~^T S X~ / n exactly.
+    Xt = np.hstack([X, np.full((n, 1), 1.7)])
+    top = np.linalg.eigvalsh(Xt.T @ (sw[:, None] * Xt) / n)[-1]
+    assert L == pytest.approx(datafit.curvature * top, rel=1e-8)
+
+    # The gradient of f is L-Lipschitz along random directions.
+    def grad(W):
+        Z = problem.linear(X, W)
+        return problem.transpose(X, datafit.derivative(Z, Y) * sw[:, None] / n)
+
+    for _ in range(20):
+        W1, W2 = rng.normal(size=(p + 1, K)), rng.normal(size=(p + 1, K))
+        assert np.linalg.norm(grad(W1) - grad(W2)) <= L * np.linalg.norm(W1 - W2) * (1 + 1e-10)
+
+
+def test_lipschitz_bound_large_side_uses_lanczos():
+    rng = np.random.default_rng(4)
+    X = sp.random(2000, 1800, density=0.01, random_state=4, format="csr")
+    n = X.shape[0]
+    problem = LinearProblem(X, rng.normal(size=(n, 1)), np.ones(n), Quadratic(), 0.0)
+    top = np.linalg.svd(X.toarray(), compute_uv=False)[0] ** 2 / n
+    assert problem.lipschitz() >= top
+    assert problem.lipschitz() == pytest.approx(top, rel=1e-6)
+
+
+RULE = SR2Rule(sigma_min=1e-3, sigma_max=1e3)
+
+
+@pytest.mark.parametrize(
+    "rho,sigma,expected",
+    [
+        (0.995, 10.0, (True, 8.0, False)),  # very successful: sigma * gamma3
+        (0.5, 10.0, (True, 10.0, False)),  # successful: unchanged
+        (1e-4, 10.0, (False, 55.6, False)),  # rejected: sigma * gamma1
+        (-3.0, 10.0, (False, 55.6, False)),
+        (math.nan, 10.0, (False, 55.6, False)),  # non-finite ratio: rejected
+        (0.995, 1.1e-3, (True, 1e-3, True)),  # clamped below
+        (-1.0, 900.0, (False, 1e3, True)),  # clamped above
+    ],
+)
+def test_rule_update(rho, sigma, expected):
+    accepted, new_sigma, clamped = RULE.update(rho, sigma)
+    assert (accepted, clamped) == (expected[0], expected[2])
+    assert new_sigma == pytest.approx(expected[1])
+
+
+def test_ratio_rejects_nonpositive_model_decrease_and_nonfinite_values():
+    eps = np.finfo(float).eps
+    assert math.isnan(SR2Rule.ratio(1.0, 0.0, 1.0, eps))
+    assert math.isnan(SR2Rule.ratio(1.0, -1e-3, 1.0, eps))
+    assert math.isnan(SR2Rule.ratio(math.inf, 1.0, 1.0, eps))
+    assert math.isnan(SR2Rule.ratio(-math.inf, 1.0, 1.0, eps))
+    assert math.isnan(SR2Rule.ratio(math.nan, 1.0, 1.0, eps))
+    assert SR2Rule.ratio(0.5, 1.0, 1.0, eps) == pytest.approx(0.5)
+    # At rounding level the guard pulls rho to 1 instead of amplifying noise.
+    assert SR2Rule.ratio(-1e-18, 1e-18, 1.0, eps) == pytest.approx(1.0, abs=1e-2)
+
+
+def test_rule_rejects_bad_settings():
+    with pytest.raises(ValueError, match="eta1"):
+        SR2Rule(eta1=0.5, eta2=0.4)
+    with pytest.raises(ValueError, match="gamma1"):
+        SR2Rule(gamma1=1.0)
+    with pytest.raises(ValueError, match="sigma_min"):
+        SR2Rule(sigma_min=2.0, sigma_max=1.0)

@@ -1,0 +1,243 @@
+"""ConvergenceDiagnostics: the Theorem 4 bound, measured distances, stopping, certificates."""
+
+import itertools
+import warnings
+
+import matplotlib
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+from sr2learn import ConvergenceDiagnostics, SR2Classifier, SR2Regressor
+
+
+def fit_quietly(est, X, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return est.fit(X, y)
+
+
+def l1_distance(coef, grad, alpha):
+    """dist(-grad, alpha * ∂|.|(coef)) per coordinate, written out here independently."""
+    return np.where(
+        coef != 0, np.abs(grad + alpha * np.sign(coef)), np.maximum(np.abs(grad) - alpha, 0.0)
+    )
+
+
+def half_distance(coef, grad, alpha):
+    safe = np.where(coef != 0, np.abs(coef), 1.0)
+    return np.where(coef != 0, np.abs(grad + alpha * 0.5 * safe**-0.5 * np.sign(coef)), 0.0)
+
+
+def l0_distance(coef, grad, alpha):
+    return np.where(coef != 0, np.abs(grad), 0.0)
+
+
+DISTANCES = {"l1": l1_distance, "l1/2": half_distance, "l0": l0_distance}
+
+
+@pytest.mark.parametrize("penalty", ["l1", "l0", "l1/2"])
+@pytest.mark.parametrize("kind", ["squared", "logistic"])
+@pytest.mark.parametrize("batch_size", [8, 64, "auto"])
+@pytest.mark.parametrize("variance_reduction", ["svrg", None])
+def test_theorem4_bound_holds_at_every_checkpoint(
+    diabetes, breast_cancer, penalty, kind, batch_size, variance_reduction
+):
+    if kind == "squared":
+        (X, y), est = diabetes, SR2Regressor(penalty=penalty, alpha=0.5)
+    else:
+        (X, y), est = breast_cancer, SR2Classifier(penalty=penalty, alpha=1e-2)
+    est.set_params(
+        batch_size=batch_size, variance_reduction=variance_reduction, max_iter=25, random_state=1
+    )
+    fit_quietly(est, X, y)
+    c = est.diagnostics_.checkpoints
+    assert len(c["iteration"]) >= 2
+    assert np.all(np.isfinite(c["bound"])) and np.all(np.isfinite(c["dist_trial"]))
+    assert np.all(c["dist_trial"] ** 2 <= c["bound"] * (1 + 1e-9) + 1e-24)
+
+
+@pytest.mark.parametrize(
+    "penalty,alpha,make",
+    [
+        ("l1", 0.5, "regressor"),
+        ("l1/2", 0.5, "regressor"),
+        ("l0", 1e-2, "classifier"),
+        ("l1", 1e-2, "classifier"),
+    ],
+)
+def test_reported_distance_matches_an_independent_computation(
+    diabetes, breast_cancer, penalty, alpha, make
+):
+    if make == "regressor":
+        X, y = diabetes
+        est = fit_quietly(
+            SR2Regressor(penalty=penalty, alpha=alpha, max_iter=7, random_state=0), X, y
+        )
+        coef, intercept = est.coef_, est.intercept_
+        dloss = X @ coef + intercept - y  # d/dz of (z - y)^2 / 2
+    else:
+        X, y = breast_cancer
+        est = fit_quietly(
+            SR2Classifier(penalty=penalty, alpha=alpha, max_iter=7, random_state=0), X, y
+        )
+        coef, intercept = est.coef_.ravel(), est.intercept_[0]
+        dloss = 1.0 / (1.0 + np.exp(-(X @ coef + intercept))) - y
+    n = X.shape[0]
+    grad_coef = X.T @ dloss / n
+    # The intercept is optimised as intercept_scaling_ * beta, so d f / d beta = c * mean(dloss).
+    grad_beta = est.intercept_scaling_ * dloss.mean()
+    expected = np.sqrt(np.sum(DISTANCES[penalty](coef, grad_coef, alpha) ** 2) + grad_beta**2)
+    last = est.diagnostics_.last_checkpoint()
+    assert last["dist"] == pytest.approx(expected, rel=1e-7)
+    # The last checkpoint is taken at the returned coefficients.
+    if make == "regressor":
+        power = 1.0 if penalty == "l1" else 0.5
+        objective = 0.5 * np.mean(dloss**2) + alpha * np.sum(np.abs(coef) ** power)
+        assert last["objective"] == pytest.approx(objective, rel=1e-10)
+
+
+def test_measure_falls_by_100x_on_a_convex_l1_problem(breast_cancer):
+    X, y = breast_cancer
+    est = SR2Classifier(penalty="l1", alpha=1e-2, random_state=0).fit(X, y)
+    measure = est.diagnostics_.checkpoints["measure"]
+    assert measure[-1] <= measure[0] / 100.0
+    assert est.diagnostics_.converged
+    assert measure[-1] <= est.diagnostics_.tol
+    # dist(0, dF(w)) also falls: the measure tracks true stationarity.
+    dist = est.diagnostics_.checkpoints["dist"]
+    assert dist[-1] <= dist[0] / 100.0
+
+
+def test_stopping_respects_tol(diabetes):
+    X, y = diabetes
+    loose = SR2Regressor(alpha=0.5, tol=1e-3, random_state=0).fit(X, y)
+    tight = SR2Regressor(alpha=0.5, tol=1e-8, random_state=0).fit(X, y)
+    assert loose.n_iter_ < tight.n_iter_
+    for est in (loose, tight):
+        d = est.diagnostics_
+        assert d.converged and d.checkpoints["measure"][-1] <= d.tol
+        assert d.tol == pytest.approx(est.tol * d.tol_scale)
+        # It stopped at the first checkpoint that met tol.
+        assert np.all(d.checkpoints["measure"][1:-1] > d.tol)
+
+
+def test_exact_variance_matches_enumeration_of_all_batches():
+    rng = np.random.default_rng(0)
+    n, p, b = 9, 4, 3
+    X = rng.normal(size=(n, p))
+    y = rng.normal(size=n)
+    est = fit_quietly(
+        SR2Regressor(alpha=0.05, batch_size=b, variance_reduction=None, max_iter=5, random_state=0),
+        X,
+        y,
+    )
+    c = est.intercept_scaling_
+    Xt = np.hstack([X, np.full((n, 1), c)])
+    r = X @ est.coef_ + est.intercept_ - y
+    per_sample = Xt * r[:, None]
+    full = per_sample.mean(axis=0)
+    batches = list(itertools.combinations(range(n), b))
+    V = np.mean([np.sum((per_sample[list(B)].mean(axis=0) - full) ** 2) for B in batches])
+    assert est.diagnostics_.last_checkpoint()["variance"] == pytest.approx(V, rel=1e-9)
+
+
+def test_certificate_is_reached_with_variance_reduction(breast_cancer):
+    X, y = breast_cancer
+    est = SR2Classifier(penalty="l1", alpha=3e-2, tol=1e-8, random_state=0).fit(X, y)
+    cert = est.diagnostics_.certificate
+    assert cert is not None
+    assert cert["epsilon"] < 1e-4 and cert["stationarity"] < 1e-3
+    last = est.diagnostics_.last_checkpoint()
+    assert cert["epsilon"] ** 2 >= max(last["step_sq"], last["variance"])
+    text = est.diagnostics_.summary()
+    assert "Corollary 1" in text and "-stationary" in text
+    # Under SVRG the variance of the gradient estimator vanishes near the solution ...
+    assert last["variance"] < 1e-10
+    # ... but not for the plain batch gradient, which keeps its noise.
+    plain = fit_quietly(
+        SR2Classifier(
+            penalty="l1", alpha=3e-2, variance_reduction=None, max_iter=30, random_state=0
+        ),
+        X,
+        y,
+    )
+    assert plain.diagnostics_.last_checkpoint()["variance"] > 1e3 * last["variance"]
+
+
+def test_growing_batch_grows_and_shrinks_variance(diabetes):
+    X, y = diabetes
+    est = fit_quietly(
+        SR2Regressor(
+            alpha=0.5, variance_reduction="growing_batch", batch_size=4, max_iter=40, random_state=0
+        ),
+        X,
+        y,
+    )
+    c = est.diagnostics_.checkpoints
+    assert c["batch_size"][-1] > c["batch_size"][0]
+    assert c["variance"][-1] < c["variance"][1]
+
+
+def test_history_and_checkpoints_shapes_and_summary(diabetes):
+    X, y = diabetes
+    est = SR2Regressor(alpha=0.5, random_state=0).fit(X, y)
+    d = est.diagnostics_
+    assert isinstance(d, ConvergenceDiagnostics)
+    h, c = d.history, d.checkpoints
+    assert {"sigma", "rho", "accepted", "step_sq", "xi", "batch_objective", "nnz"} <= h.keys()
+    assert len({len(v) for v in h.values()}) == 1 and len(h["sigma"]) == d.n_steps
+    keys = {
+        "iteration",
+        "step_sq",
+        "measure",
+        "lipschitz",
+        "sigma_max",
+        "variance",
+        "dist",
+        "dist_trial",
+        "bound",
+        "bound_expected",
+    }
+    assert keys <= c.keys()
+    assert len({len(v) for v in c.values()}) == 1
+    assert len(c["iteration"]) == est.n_iter_ + 1  # the start point, then once per epoch
+    assert np.all(np.diff(c["sigma_max"]) >= 0)
+    assert np.all(h["xi"] > 0)  # the model decrease of every computed step
+    frame = d.as_frame()
+    assert list(frame.columns) == list(c.keys()) and len(frame) == len(c["iteration"])
+    text = d.summary()
+    assert "converged" in text and "tol" in text and "Theorem 4" in text
+    assert f"{c['measure'][-1]:.3e}" in text
+
+
+def test_plot_runs_under_agg(breast_cancer):
+    assert matplotlib.get_backend().lower() == "agg"
+    X, y = breast_cancer
+    est = SR2Classifier(penalty="l0", alpha=1e-2, random_state=0).fit(X, y)
+    fig = est.diagnostics_.plot()
+    assert len(fig.axes) == 4
+    assert all(ax.has_data() for ax in fig.axes)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_checkpoint_costs_at_most_one_extra_data_pass(diabetes, monkeypatch):
+    """Count products with the full X: SVRG needs one full gradient per epoch anyway; a
+    checkpoint adds one more pass (w and w + s evaluated together)."""
+    from sr2learn import _sr2
+
+    X, y = diabetes
+    calls = []
+    original = _sr2._full_pass
+
+    def counting(problem, Ws):
+        calls.append(len(Ws))
+        return original(problem, Ws)
+
+    monkeypatch.setattr(_sr2, "_full_pass", counting)
+    est = SR2Regressor(alpha=0.5, random_state=0, max_iter=5, tol=0.0)
+    fit_quietly(est, X, y)
+    # The start: reference + checkpoint; then one combined pass per epoch.
+    assert len(calls) == 2 + est.n_iter_
