@@ -72,6 +72,19 @@ class LinearProblem:
     def rows(self, idx):
         return self.X[idx], self.Y[idx], self.sw[idx]
 
+    def shuffled(self, rng):
+        """The same problem with its rows in a random order (one copy of the data).
+
+        Minibatches are then contiguous slices (views for dense X): no per-step copy of
+        X_B. Every full-data quantity (f, grad f, L, V) is invariant to the row order.
+        """
+        order = rng.permutation(self.n)
+        other = LinearProblem(self.X[order], self.Y[order], self.sw[order], self.datafit, self.c)
+        other._lipschitz = self._lipschitz
+        if self._row_norms_sq is not None:
+            other._row_norms_sq = self._row_norms_sq[order]
+        return other
+
     @property
     def row_norms_sq(self):
         """||x~_i||^2 per sample (one pass over X, cached)."""
@@ -97,7 +110,7 @@ class LinearProblem:
         for _ in range(n_power):
             v /= np.linalg.norm(v)
             u = self.linear(XB, v) * swB[:, None]
-            v = self.transpose(XB, u) / len(idx)
+            v = self.transpose(XB, u) / swB.shape[0]
             lam = float(np.linalg.norm(v))
             if lam == 0.0:
                 break
@@ -182,7 +195,7 @@ def _prox_step(problem, penalty, W, g, sigma):
 
 def _draw(problem, penalty, W, R_w, sigma, idx, ref):
     XB, YB, swB = problem.rows(idx)
-    m = len(idx)
+    m = swB.shape[0]
     ZB = problem.linear(XB, W)
     datafit = problem.datafit
     per_sample_D = datafit.derivative(ZB, YB) * swB[:, None]
@@ -277,6 +290,7 @@ def solve(
     most ``tol * diagnostics.tol_scale`` (``tol=None``: never). Checkpoints are recorded
     in ``diagnostics`` every ``checkpoint_every`` epochs and at the returned point.
     """
+    problem = problem.shuffled(rng)
     n, p = problem.n, problem.p
     W = state.W.copy()
     sigma = state.sigma
@@ -353,17 +367,24 @@ def solve(
         ref = _Reference(W.copy(), Ds[0], grads[0])
     epochs_run = 0
     while not converged and epochs_run < max_epochs:
-        perm = rng.permutation(n)
+        # Random reshuffling of blocks of the pre-shuffled rows: a random shift of the block
+        # edges and a random block order each epoch.
+        shift = int(rng.integers(b)) if b < n else 0
+        edges = np.unique(np.r_[0, np.arange(shift, n, b), n])
         violations = 0
         n_batches = 0
-        for start in range(0, n, b):
-            idx = np.sort(perm[start : start + b])
+        for k in rng.permutation(edges.size - 1):
+            idx = slice(int(edges[k]), int(edges[k + 1]))
             d = _draw(problem, penalty, W, R_w, sigma, idx, ref)
             ZS = problem.linear(d.XB, d.S)
-            f_trial = float(np.dot(d.swB, problem.datafit.loss(d.ZB + ZS, d.YB))) / len(idx)
-            # Decrease of the batch objective; under SVRG of the consistent surrogate
-            # f_B(w) + <grad f(w~) - g_B(w~), w>, whose gradient at w is exactly g.
-            actual = d.xi + (d.f_batch - f_trial + float(np.vdot(d.DB, ZS)))
+            m = d.swB.shape[0]
+            # Decrease of the batch objective, F_B(w) - F_B(w+s) = xi - D_B(w+s, w) with
+            # D_B the Bregman divergence of f_B; under SVRG the same formula is the
+            # decrease of the consistent surrogate f_B(w) + <grad f(w~) - g_B(w~), w>,
+            # whose gradient at w is exactly g. D_B is summed per sample without
+            # cancellation, so rho stays meaningful when steps reach rounding level.
+            bregman = float(np.dot(d.swB, problem.datafit.bregman(d.ZB, ZS, d.YB))) / m
+            actual = d.xi - bregman
             objective = d.f_batch + R_w
             rho = rule.ratio(actual, d.xi, objective, eps)
             accepted, new_sigma, clamped = rule.update(rho, sigma)
@@ -371,8 +392,7 @@ def solve(
             if accepted:
                 W, R_w = d.W_trial, d.R_trial
                 accepted_steps.append(step_sq)
-            if variance_reduction == "growing_batch" and len(idx) > 1:
-                m = len(idx)
+            if variance_reduction == "growing_batch" and m > 1:
                 per_sample_sq = np.einsum("ij,ij->i", d.per_sample_D, d.per_sample_D)
                 sq = float(np.dot(problem.row_norms_sq[idx], per_sample_sq))
                 g_sq = float(np.vdot(d.g, d.g))
