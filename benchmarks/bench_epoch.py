@@ -4,11 +4,13 @@ Prints, for each data set and variant, the ratio
 
     (time of one SR2 epoch) / (time of X @ w + X.T @ r over all rows)
 
-measured in the same process. Floors: plain SR2 reads X_B three times per step (X_B w,
-X_B^T r, X_B s), i.e. 1.5 reference units; SVRG adds the full gradient of the epoch
-(X w~ and X^T r~, one unit) and reuses X w~, about 2.5. Checkpoints (exact full-gradient
-diagnostics, the default once per epoch) are timed apart, as is the cost of recording the
-per-step trace (issue 3: under 5% of the fit).
+measured in the same process (logistic loss unless the row says squared loss). Floors:
+plain SR2 reads X_B three times per step (X_B w, X_B^T r, X_B s), i.e. 1.5 reference
+units; SVRG adds the full gradient of the epoch (X w~ and X^T r~, one unit) and reuses
+X w~, about 2.5. The logistic loss adds two transcendental functions per sample and step,
+which cost more than a sparse row of 14 entries: on such data the ratio measures them.
+Checkpoints (exact full-gradient diagnostics, the default once per epoch) are timed apart,
+as is the cost of recording the per-step trace (issue 3: under 5% of the fit).
 
 Usage: python benchmarks/bench_epoch.py [--quick]
 """
@@ -24,7 +26,7 @@ from _common import best_time, data_home, dense_logistic, sparse_text_like
 from sr2learn import SR2Classifier
 from sr2learn._rule import SR2Rule
 from sr2learn._sr2 import LinearProblem, SolverState, solve
-from sr2learn.datafits import Logistic
+from sr2learn.datafits import Logistic, Quadratic
 from sr2learn.diagnostics import ConvergenceDiagnostics
 from sr2learn.linear_model import auto_batch_size
 from sr2learn.penalties import L1
@@ -35,15 +37,15 @@ class _NoTrace(ConvergenceDiagnostics):
         pass
 
 
-def make_problem(X, y):
+def make_problem(X, y, datafit=None):
     n = X.shape[0]
     Y = y.astype(np.float64)[:, None]
-    return LinearProblem(X, Y, np.ones(n), Logistic(), intercept_scale=1.0)
+    return LinearProblem(X, Y, np.ones(n), datafit or Logistic(), intercept_scale=1.0)
 
 
 def run(problem, epochs, vr, checkpoint_every, diag_cls=ConvergenceDiagnostics):
     nnz = problem.X.nnz / problem.n if sp.issparse(problem.X) else problem.p
-    b = auto_batch_size(problem.n, nnz)
+    b = auto_batch_size(problem.n, nnz, sp.issparse(problem.X))
     state = SolverState(W=np.zeros((problem.n_rows, 1)), sigma=1.0, batch_size=b)
     problem.lipschitz()  # computed once per data set; not part of an epoch
     start = time.perf_counter()
@@ -69,6 +71,7 @@ def main():
     epochs = 2 if args.quick else 4
     sets = {}
     sets["dense 100k x 100"] = dense_logistic(n=20_000 if args.quick else 100_000)
+    sets["dense 100k x 100, squared loss"] = sets["dense 100k x 100"]
     try:
         from sr2learn.datasets import load_adult
 
@@ -82,7 +85,7 @@ def main():
     print("| data | batch | reference (ms) | plain | svrg | ckpt / epoch | trace overhead |")
     print("|---|---|---|---|---|---|---|")
     for name, (X, y) in sets.items():
-        problem = make_problem(X, y)
+        problem = make_problem(X, y, Quadratic() if "squared" in name else Logistic())
         w = np.random.default_rng(0).standard_normal((problem.p, 1))
         r = np.random.default_rng(1).standard_normal((problem.n, 1))
         ref = best_time(lambda X=X, w=w, r=r: (X @ w, X.T @ r), repeat=7)
@@ -92,7 +95,7 @@ def main():
         svrg_ckpt = epoch_time(problem, "svrg", 1, epochs)
         svrg_untraced = epoch_time(problem, "svrg", 1, epochs, _NoTrace)
         nnz = X.nnz / X.shape[0] if sp.issparse(X) else X.shape[1]
-        b = auto_batch_size(X.shape[0], nnz)
+        b = auto_batch_size(X.shape[0], nnz, sp.issparse(X))
         print(
             f"| {name} | {b} | {ref * 1e3:.1f} | {plain / ref:.2f} | "
             f"{svrg / ref:.2f} | {(svrg_ckpt - svrg) / ref:.2f} | "

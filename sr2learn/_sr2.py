@@ -183,6 +183,7 @@ class _Draw:
     R_trial: float
     xi: float
     per_sample_D: np.ndarray  # s_i l'(z_i), for the norm test
+    dloss: np.ndarray  # l'(z_i), reused by the Bregman term
 
 
 def _prox_step(problem, penalty, W, g, sigma):
@@ -198,7 +199,8 @@ def _draw(problem, penalty, W, R_w, sigma, idx, ref):
     m = swB.shape[0]
     ZB = problem.linear(XB, W)
     datafit = problem.datafit
-    per_sample_D = datafit.derivative(ZB, YB) * swB[:, None]
+    dloss = datafit.derivative(ZB, YB)
+    per_sample_D = dloss * swB[:, None]
     DB = per_sample_D / m
     f_batch = float(np.dot(swB, datafit.loss(ZB, YB))) / m
     if ref is None:
@@ -212,25 +214,25 @@ def _draw(problem, penalty, W, R_w, sigma, idx, ref):
     # s minimises g's + sigma/2 ||s||^2 + R(w+s), so comparing with s = 0 gives
     # xi >= sigma/2 ||s||^2 exactly; a smaller computed value is rounding in R(w) - R(w+s).
     xi = max(R_w - R_trial - float(np.vdot(g, S)), 0.5 * sigma * float(np.vdot(S, S)))
-    return _Draw(XB, YB, swB, ZB, DB, f_batch, g, S, W_trial, R_trial, xi, per_sample_D)
+    return _Draw(XB, YB, swB, ZB, DB, f_batch, g, S, W_trial, R_trial, xi, per_sample_D, dloss)
 
 
 def _full_pass(problem, Ws):
-    """Losses and gradients of f at each W in ``Ws`` with one read of X.
+    """f at ``Ws[0]`` and the gradients of f at each W in ``Ws``, with one read of X.
 
-    Returns (objectives f(W), gradients, per-sample derivatives s_i l'(z_i)).
+    Returns (f(Ws[0]), gradients, per-sample derivatives s_i l'(z_i)).
     """
     K = problem.K
     Wcat = np.concatenate(Ws, axis=1)
     Z = problem.linear(problem.X, Wcat)
-    values, Ds = [], []
+    value = float(np.dot(problem.sw, problem.datafit.loss(Z[:, :K], problem.Y))) / problem.n
+    Ds = []
     for j in range(len(Ws)):
         Zj = Z[:, j * K : (j + 1) * K]
-        values.append(float(np.dot(problem.sw, problem.datafit.loss(Zj, problem.Y))) / problem.n)
         Ds.append(problem.datafit.derivative(Zj, problem.Y) * problem.sw[:, None])
     G = problem.transpose(problem.X, np.concatenate(Ds, axis=1) / problem.n)
     grads = [G[:, j * K : (j + 1) * K] for j in range(len(Ws))]
-    return values, grads, Ds
+    return value, grads, Ds
 
 
 def _subdiff_dist(problem, penalty, W, G):
@@ -312,10 +314,10 @@ def solve(
         nonlocal ref, tol_abs
         idx = np.sort(diag_rng.choice(n, size=min(b, n), replace=False))
         if svrg and ref is None:
-            values, grads, Ds = _full_pass(problem, [W])
+            _, grads, Ds = _full_pass(problem, [W])
             ref = _Reference(W.copy(), Ds[0], grads[0])
         draw = _draw(problem, penalty, W, R_w, sigma, idx, ref)
-        values, grads, Ds = _full_pass(problem, [W, draw.W_trial])
+        value, grads, Ds = _full_pass(problem, [W, draw.W_trial])
         G, G_trial = grads
         L = problem.lipschitz()
         measure = _stationarity_measure(problem, penalty, W, R_w, G, L if L > 0 else sigma)
@@ -330,7 +332,7 @@ def solve(
         diagnostics.record_checkpoint(
             iteration=state.n_steps,
             epoch=state.n_epochs,
-            objective=values[0] + R_w,
+            objective=value + R_w,
             nnz=_nnz(problem, W),
             sigma=sigma,
             batch_size=b,
@@ -354,7 +356,7 @@ def solve(
             ref = _Reference(W.copy(), Ds[0], G)  # the next epoch's reference, free here
         if verbose:
             print(
-                f"[SR2] epoch {state.n_epochs:4d}  F = {values[0] + R_w:.8e}  measure = "
+                f"[SR2] epoch {state.n_epochs:4d}  F = {value + R_w:.8e}  measure = "
                 f"{measure:.3e}  sigma = {sigma:.3e}  nnz = {_nnz(problem, W)}"
             )
         return tol_abs is not None and measure <= tol_abs
@@ -383,7 +385,8 @@ def solve(
             # decrease of the consistent surrogate f_B(w) + <grad f(w~) - g_B(w~), w>,
             # whose gradient at w is exactly g. D_B is summed per sample without
             # cancellation, so rho stays meaningful when steps reach rounding level.
-            bregman = float(np.dot(d.swB, problem.datafit.bregman(d.ZB, ZS, d.YB))) / m
+            breg = problem.datafit.bregman(d.ZB, ZS, d.YB, d.dloss)
+            bregman = float(np.dot(d.swB, breg)) / m
             actual = d.xi - bregman
             objective = d.f_batch + R_w
             rho = rule.ratio(actual, d.xi, objective, eps)

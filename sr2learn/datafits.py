@@ -9,9 +9,9 @@ Each datafit exposes
 
 - ``loss(Z, Y)``: the per-sample losses, shape ``(m,)``;
 - ``derivative(Z, Y)``: dl/dz per sample, shape ``(m, K)``;
-- ``bregman(Z, dZ, Y)``: l(z + dz) - l(z) - l'(z) dz per sample, computed without the
-  cancellation of the plain difference (so the SR2 ratio stays exact when steps reach
-  rounding level);
+- ``bregman(Z, dZ, Y, D)``: l(z + dz) - l(z) - l'(z) dz per sample, computed without
+  the cancellation of the plain difference (so the SR2 ratio stays exact when steps reach
+  rounding level); ``D = derivative(Z, Y)``, which the solver has already, is reused;
 - ``curvature``: a bound on the second derivative of l in z (spectral norm of the
   per-sample Hessian), which turns ||X~||_2^2 / n into the Lipschitz constant of
   grad f (DESIGN §3).
@@ -39,7 +39,7 @@ class Quadratic:
     def derivative(self, Z, Y):
         return Z - Y
 
-    def bregman(self, Z, dZ, Y):
+    def bregman(self, Z, dZ, Y, D):
         return 0.5 * np.einsum("ij,ij->i", dZ, dZ)
 
 
@@ -55,15 +55,18 @@ class Logistic:
     def derivative(self, Z, Y):
         return expit(Z) - Y
 
-    def bregman(self, Z, dZ, Y):
+    def bregman(self, Z, dZ, Y, D):
         # Independent of y: softplus(z + d) - softplus(z) - sigmoid(z) d.
-        z, d = Z[:, 0], dZ[:, 0]
-        p = expit(z)
+        d = dZ[:, 0]
+        p = D[:, 0] + Y[:, 0]  # sigmoid(z), from the derivative
         q = p * (1.0 - p)
-        series = d * d * (q / 2 + d * (q * (1 - 2 * p) / 6 + d * q * (1 - 6 * q) / 24))
-        with np.errstate(over="ignore", invalid="ignore"):
-            direct = np.logaddexp(0.0, z + d) - np.logaddexp(0.0, z) - p * d
-        return np.where(np.abs(d) < _TAYLOR_BELOW, series, direct)
+        out = d * d * (q / 2 + d * (q * (1 - 2 * p) / 6 + d * q * (1 - 6 * q) / 24))
+        big = np.flatnonzero(np.abs(d) >= _TAYLOR_BELOW)
+        if big.size:
+            z, db = Z[big, 0], d[big]
+            with np.errstate(over="ignore", invalid="ignore"):
+                out[big] = np.logaddexp(0.0, z + db) - np.logaddexp(0.0, z) - p[big] * db
+        return out
 
 
 class Multinomial:
@@ -77,15 +80,21 @@ class Multinomial:
     def derivative(self, Z, Y):
         return softmax(Z, axis=1) - Y
 
-    def bregman(self, Z, dZ, Y):
-        # logsumexp(z + d) - logsumexp(z) - p.d = log E_p[exp(d)] - E_p[d], with p = softmax(z).
-        P = softmax(Z, axis=1)
+    def bregman(self, Z, dZ, Y, D):
+        # logsumexp(z + d) - logsumexp(z) - p.d = log E_p[exp(d)] - E_p[d], p = softmax(z).
+        P = D + Y  # softmax(z), from the derivative
         C = dZ - np.einsum("ij,ij->i", P, dZ)[:, None]  # centred under p
         m2 = np.einsum("ij,ij->i", P, C**2)
         m3 = np.einsum("ij,ij->i", P, C**3)
         m4 = np.einsum("ij,ij->i", P, C**4)
-        series = m2 / 2 + m3 / 6 + (m4 - 3 * m2**2) / 24
-        with np.errstate(over="ignore", invalid="ignore"):
-            direct = logsumexp(Z + dZ, axis=1) - logsumexp(Z, axis=1) - np.einsum("ij,ij->i", P, dZ)
-        small = np.max(np.abs(dZ), axis=1) < _TAYLOR_BELOW
-        return np.where(small, series, direct)
+        out = m2 / 2 + m3 / 6 + (m4 - 3 * m2**2) / 24
+        big = np.flatnonzero(np.max(np.abs(dZ), axis=1) >= _TAYLOR_BELOW)
+        if big.size:
+            Zb, dZb = Z[big], dZ[big]
+            with np.errstate(over="ignore", invalid="ignore"):
+                out[big] = (
+                    logsumexp(Zb + dZb, axis=1)
+                    - logsumexp(Zb, axis=1)
+                    - np.einsum("ij,ij->i", P[big], dZb)
+                )
+        return out

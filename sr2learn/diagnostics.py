@@ -196,7 +196,9 @@ class ConvergenceDiagnostics:
                     "at the noise level of the batch gradient)"
                 )
         if self.n_sigma_clamps:
-            lines.append(f"  sigma hit its clamp {self.n_sigma_clamps} times.")
+            lines.append(
+                f"  sigma was held at sigma_min or sigma_max {self.n_sigma_clamps} times."
+            )
         return "\n".join(lines)
 
     def __repr__(self):

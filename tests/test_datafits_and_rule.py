@@ -123,3 +123,28 @@ def test_rule_rejects_bad_settings():
         SR2Rule(gamma1=1.0)
     with pytest.raises(ValueError, match="sigma_min"):
         SR2Rule(sigma_min=2.0, sigma_max=1.0)
+
+
+@pytest.mark.parametrize("datafit,K", [(Quadratic(), 1), (Logistic(), 1), (Multinomial(), 4)])
+@pytest.mark.parametrize("scale", [1.0, 1e-1, 1e-3, 1e-6])
+def test_bregman_term_matches_extended_precision(datafit, K, scale):
+    rng = np.random.default_rng(5)
+    Z = rng.normal(size=(50, K)) * 3
+    Y = make_targets(datafit, 50, K, rng)
+    dZ = rng.normal(size=(50, K)) * scale
+    got = datafit.bregman(Z, dZ, Y, datafit.derivative(Z, Y))
+    # Reference in long double (eps 1e-19) from the plain definition: its own cancellation
+    # error is about 1e-19 * |l(z)|, hence the absolute tolerance.
+    Zl, dZl, Yl = (a.astype(np.longdouble) for a in (Z, dZ, Y))
+    if isinstance(datafit, Quadratic):
+        ref = 0.5 * np.sum(dZl**2, axis=1)
+    elif isinstance(datafit, Logistic):
+        sp_ = lambda z: np.log1p(np.exp(z))  # noqa: E731
+        p = 1 / (1 + np.exp(-Zl[:, 0]))
+        ref = sp_(Zl[:, 0] + dZl[:, 0]) - sp_(Zl[:, 0]) - p * dZl[:, 0]
+    else:
+        lse = lambda z: np.log(np.sum(np.exp(z), axis=1))  # noqa: E731
+        P = np.exp(Zl) / np.sum(np.exp(Zl), axis=1, keepdims=True)
+        ref = lse(Zl + dZl) - lse(Zl) - np.sum(P * dZl, axis=1)
+    assert np.all(got >= 0)
+    np.testing.assert_allclose(got, ref.astype(float), rtol=1e-5, atol=1e-17)
