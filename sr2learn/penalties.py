@@ -6,8 +6,12 @@ optimizer run exactly the same code on ``numpy.ndarray`` and ``torch.Tensor``.
 
 Conventions (shared by every penalty):
 
-- ``value(w)`` is R(w), a Python float (``inf`` outside the domain of an indicator);
-- ``prox(v, step)`` returns argmin_u 1/2 ||u - v||^2 + step * R(u), elementwise;
+- ``value(w)`` is R(w), a Python float (``inf`` outside the domain of an indicator), and
+  ``value_array(w)`` the same as a 0-d array of the input's namespace (no host sync on a
+  GPU);
+- ``prox(v, step)`` returns argmin_u 1/2 ||u - v||^2 + step * R(u), elementwise; ``step``
+  is a number or, for the separable penalties, an array of per-coordinate steps
+  (diagonally preconditioned methods);
 - ``subdiff_distance(w, grad)`` returns, elementwise, dist(-grad_j, ∂R_j(w)), the
   distance from ``-grad`` to the Fréchet subdifferential of R at ``w``; the norm of
   this array is dist(0, ∂(f + R)(w)) when ``grad`` is the gradient of f at ``w``.
@@ -28,6 +32,9 @@ class Penalty:
     sparsifying = True
 
     def value(self, w):
+        return float(self.value_array(w))
+
+    def value_array(self, w):
         raise NotImplementedError
 
     def prox(self, v, step):
@@ -70,9 +77,9 @@ class L1(Penalty):
     def __init__(self, alpha=1.0):
         self.alpha = _check_alpha(alpha)
 
-    def value(self, w):
+    def value_array(self, w):
         xp = array_namespace(w)
-        return self.alpha * float(xp.sum(xp.abs(w)))
+        return self.alpha * xp.sum(xp.abs(w))
 
     def prox(self, v, step):
         xp = array_namespace(v)
@@ -99,13 +106,13 @@ class L0(Penalty):
     def __init__(self, alpha=1.0):
         self.alpha = _check_alpha(alpha)
 
-    def value(self, w):
+    def value_array(self, w):
         xp = array_namespace(w)
-        return self.alpha * float(xp.count_nonzero(w))
+        return self.alpha * xp.sum(xp.astype(w != 0, w.dtype))
 
     def prox(self, v, step):
         xp = array_namespace(v)
-        threshold = math.sqrt(2.0 * step * self.alpha)
+        threshold = (2.0 * step * self.alpha) ** 0.5
         return xp.where(xp.abs(v) > threshold, v, xp.zeros_like(v))
 
     def subdiff_distance(self, w, grad):
@@ -138,9 +145,9 @@ class Lp(Penalty):
     def _params(self):
         return {"alpha": self.alpha, "p": self.p}
 
-    def value(self, w):
+    def value_array(self, w):
         xp = array_namespace(w)
-        return self.alpha * float(xp.sum(xp.abs(w) ** self.p))
+        return self.alpha * xp.sum(xp.abs(w) ** self.p)
 
     def prox(self, v, step):
         xp = array_namespace(v)
@@ -197,9 +204,10 @@ class L0Ball(Penalty):
     def _params(self):
         return {"k": self.k}
 
-    def value(self, w):
+    def value_array(self, w):
         xp = array_namespace(w)
-        return 0.0 if int(xp.count_nonzero(w)) <= self.k else math.inf
+        count = xp.sum(xp.astype(w != 0, w.dtype))
+        return xp.where(count <= self.k, xp.zeros_like(count), xp.full_like(count, math.inf))
 
     def prox(self, v, step):
         xp = array_namespace(v)

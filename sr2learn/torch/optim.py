@@ -1,0 +1,400 @@
+"""SR2 and the paper's baselines (ProxSGD, ProxGEN) as ``torch.optim.Optimizer`` classes.
+
+The penalties are the objects of :mod:`sr2learn.penalties` (one formula for NumPy and
+torch) and the acceptance rule is :class:`sr2learn._rule.SR2Rule`, shared with the NumPy
+solver.
+"""
+
+import math
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .._rule import SR2Rule
+from ..diagnostics import ConvergenceDiagnostics
+from ..penalties import Penalty, check_penalty
+
+__all__ = ["SR2", "ProxSGD", "ProxGEN", "penalized_groups"]
+
+_PENALISED_TYPES = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd)
+
+
+def penalized_groups(module, penalty="l1", alpha=1e-4):
+    """Parameter groups for the optimizers: penalised conv/linear weights, the rest free.
+
+    Weights of ``nn.Linear``, ``nn.Bilinear`` and every convolution go in the first group
+    with ``penalty`` and ``alpha``; biases, normalisation parameters and any other
+    parameter go in a second group with ``penalty=None`` (never penalised).
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from sr2learn.torch import penalized_groups
+    >>> groups = penalized_groups(nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3)), "l0", 1e-3)
+    >>> [len(g["params"]) for g in groups], groups[0]["penalty"], groups[1]["penalty"]
+    ([1, 3], 'l0', None)
+    """
+    penalised_ids = set()
+    for sub in module.modules():
+        if isinstance(sub, _PENALISED_TYPES) and getattr(sub, "weight", None) is not None:
+            penalised_ids.add(id(sub.weight))
+    penalised, free = [], []
+    for p in module.parameters():
+        if p.requires_grad:
+            (penalised if id(p) in penalised_ids else free).append(p)
+    groups = [{"params": penalised, "penalty": penalty, "alpha": alpha}]
+    if free:
+        groups.append({"params": free, "penalty": None, "alpha": 0.0})
+    return groups
+
+
+def _group_penalty(group):
+    name = group.get("penalty")
+    if name is None:
+        return None
+    return check_penalty(name, group.get("alpha", 0.0))
+
+
+def _flat(tensors):
+    return torch.cat([t.reshape(-1) for t in tensors]) if tensors else None
+
+
+def _copy_flat_into(params, flat):
+    views = torch.split(flat, [p.numel() for p in params])
+    torch._foreach_copy_(params, [v.view_as(p) for v, p in zip(views, params, strict=True)])
+
+
+class _RNGSnapshot:
+    """The CPU and CUDA generator states, so two forward passes see the same randomness."""
+
+    def __init__(self, devices):
+        self.cpu = torch.get_rng_state()
+        self.cuda = {d: torch.cuda.get_rng_state(d) for d in devices if d.type == "cuda"}
+
+    def restore(self):
+        torch.set_rng_state(self.cpu)
+        for device, state in self.cuda.items():
+            torch.cuda.set_rng_state(state, device)
+
+
+class SR2(torch.optim.Optimizer):
+    """SR2: proximal stochastic steps with adaptive quadratic regularisation sigma.
+
+    One ``step(closure)`` does one gradient pass at w and one loss-only pass at the trial
+    point w + s on the same batch, with s = prox_{R/sigma}(w - g/sigma) - w; the step is
+    kept when (F_B(w) - F_B(w+s)) / (R(w) - R(w+s) - g's) >= eta1, and sigma shrinks,
+    stays or grows by the rule of :class:`sr2learn._rule.SR2Rule` (paper's Table 1).
+
+    Parameters
+    ----------
+    params : iterable
+        Parameters or parameter groups. A group may set ``penalty`` (a name "l1", "l0",
+        "l1/2", "l2/3", a :class:`sr2learn.penalties.Penalty`, or None) and ``alpha``;
+        :func:`penalized_groups` builds the usual split (conv/linear weights penalised,
+        biases and normalisation parameters not).
+    lr : float, default=None
+        The initial step size: ``sigma0 = 1 / lr`` when ``sigma0`` is not given. SR2
+        adapts sigma from then on; lr is not used again. (skorch always passes ``lr``.)
+        In networks sigma rarely shrinks (rho >= eta2 is rare on a minibatch), so this
+        first step size matters: it plays the role of SGD's learning rate.
+    sigma0 : float, default=None
+        Initial sigma; wins over ``lr``. Default 1 / lr, or 10 when neither is given.
+    penalty, alpha : default "l1", 0.0
+        Defaults for groups that do not set them.
+    eta1, eta2, gamma1, gamma3 : float
+        The acceptance thresholds and sigma factors (Table 1 of the paper).
+    sigma_min, sigma_max : float, default=None
+        Clamp of sigma; None means ``sigma0 / 1e10`` and ``sigma0 * 1e10``.
+    module : torch.nn.Module, default=None
+        The model. When given, its buffers (e.g. BatchNorm running statistics) are
+        restored on a rejected step, and the trial pass never moves them; without it
+        buffers are left to the forward passes.
+
+    Notes
+    -----
+    **Closure protocol.** ``step`` needs a closure ``closure(backward=True)`` that runs
+    the forward pass on the current batch, returns the *data* loss f_B (without the
+    penalty, which the optimizer adds) as a scalar tensor, and calls ``loss.backward()``
+    (after zeroing the gradients) only when ``backward`` is true. The optimizer calls it
+    once with ``backward=True`` at w and once with ``backward=False`` (under
+    ``torch.no_grad()``) at w + s, with the random state reset in between, so dropout
+    draws the same masks in both passes. Rules kept: the prox and R(w) cover exactly the
+    same parameters; a rejected step restores the parameters, the module's buffers and
+    leaves no other trace; sigma is stored in the param groups, so ``state_dict()`` /
+    ``load_state_dict()`` resume the same trajectory. There is one host synchronisation
+    per step (the scalars of the acceptance test).
+
+    Under ``DistributedDataParallel`` the gradient is averaged by DDP's backward and the
+    two batch losses are all-reduced here, so every rank takes the same decision and
+    keeps identical parameters.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from sr2learn.torch import SR2, penalized_groups
+    >>> torch.manual_seed(0) and None
+    >>> model = nn.Linear(5, 1)
+    >>> X, y = torch.randn(64, 5), torch.randn(64, 1)
+    >>> opt = SR2(penalized_groups(model, "l1", 1e-2), lr=0.1)
+    >>> def closure(backward=True):
+    ...     loss = nn.functional.mse_loss(model(X), y)
+    ...     if backward:
+    ...         opt.zero_grad()
+    ...         loss.backward()
+    ...     return loss
+    >>> for _ in range(50):
+    ...     loss = opt.step(closure)
+    >>> bool(opt.diagnostics.history["accepted"].mean() > 0.5)
+    True
+    """
+
+    def __init__(
+        self,
+        params,
+        lr=None,
+        *,
+        sigma0=None,
+        penalty="l1",
+        alpha=0.0,
+        eta1=7.5e-4,
+        eta2=0.99,
+        gamma1=5.56,
+        gamma3=0.8,
+        sigma_min=None,
+        sigma_max=None,
+        module=None,
+    ):
+        if sigma0 is None:
+            sigma0 = 1.0 / lr if lr is not None else 10.0
+        if not (math.isfinite(sigma0) and sigma0 > 0):
+            raise ValueError(f"sigma0 (or 1/lr) must be a positive number, got {sigma0!r}")
+        defaults = {
+            "lr": 1.0 / sigma0,
+            "penalty": penalty,
+            "alpha": alpha,
+            "sigma": float(sigma0),
+            "eta1": eta1,
+            "eta2": eta2,
+            "gamma1": gamma1,
+            "gamma3": gamma3,
+            "sigma_min": sigma0 / 1e10 if sigma_min is None else sigma_min,
+            "sigma_max": sigma0 * 1e10 if sigma_max is None else sigma_max,
+            "n_steps": 0,
+        }
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            if group["penalty"] is not None and not isinstance(group["penalty"], Penalty):
+                check_penalty(group["penalty"], group["alpha"])  # fail early on bad names
+        self.module = module
+        self.diagnostics = ConvergenceDiagnostics(lipschitz_is_estimate=True)
+
+    # sigma is one number for the whole model; it is kept in every group so that it
+    # travels with state_dict().
+    @property
+    def sigma(self):
+        return self.param_groups[0]["sigma"]
+
+    def _rule(self):
+        g = self.param_groups[0]
+        return SR2Rule(
+            g["eta1"], g["eta2"], g["gamma1"], g["gamma3"], g["sigma_min"], g["sigma_max"]
+        )
+
+    def _buffers(self):
+        return list(self.module.buffers()) if self.module is not None else []
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One SR2 step; returns the batch data loss f_B(w) at the start of the step."""
+        if closure is None:
+            raise RuntimeError("SR2 needs a closure(backward=True); see the class docstring.")
+        params = [p for g in self.param_groups for p in g["params"]]
+        devices = {p.device for p in params}
+        buffers = self._buffers()
+        buffers_before = [b.clone() for b in buffers]
+        rng_before = _RNGSnapshot(devices)
+        with torch.enable_grad():
+            loss = closure(backward=True)
+        rng_after = _RNGSnapshot(devices)
+        buffers_after = [b.clone() for b in buffers]
+
+        sigma = self.sigma
+        terms = []  # R(w), R(w+s), g's, ||s||^2, nnz(w), nnz(w+s), summed over groups
+        saved = []
+        for group in self.param_groups:
+            ps = [p for p in group["params"] if p.grad is not None]
+            if not ps:
+                continue
+            w = _flat(ps)
+            g = _flat([p.grad for p in ps])
+            trial = w - g / sigma
+            penalty = _group_penalty(group)
+            if penalty is not None:
+                trial = penalty.prox(trial, 1.0 / sigma)
+                r_w, r_trial = penalty.value_array(w), penalty.value_array(trial)
+                nnz = torch.count_nonzero(w).to(w.dtype)
+                nnz_trial = torch.count_nonzero(trial).to(w.dtype)
+            else:
+                r_w = r_trial = nnz = nnz_trial = torch.zeros((), dtype=w.dtype, device=w.device)
+            s = trial - w
+            terms.append(
+                torch.stack([r_w, r_trial, torch.dot(g, s), torch.dot(s, s), nnz, nnz_trial])
+            )
+            saved.append((ps, w))
+            _copy_flat_into(ps, trial)
+        rng_before.restore()
+        trial_loss = closure(backward=False)
+        rng_after.restore()
+        for b, b_after in zip(buffers, buffers_after, strict=True):
+            b.copy_(b_after)  # the trial pass leaves no trace in the running statistics
+
+        losses = torch.stack([loss.detach(), trial_loss.detach()]).to(torch.float64)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(losses)
+            losses /= dist.get_world_size()
+        summed = torch.stack([t.to(torch.float64).to(losses.device) for t in terms]).sum(0)
+        f_w, f_trial, r_w, r_trial, gs, s_sq, nnz, nnz_trial = torch.cat([losses, summed]).tolist()
+
+        xi = max(r_w - r_trial - gs, 0.5 * sigma * s_sq)  # xi >= sigma/2 ||s||^2 exactly
+        actual = (f_w + r_w) - (f_trial + r_trial)
+        eps = torch.finfo(saved[0][1].dtype).eps if saved else 2.2e-16
+        rule = self._rule()
+        rho = rule.ratio(actual, xi, f_w + r_w, eps)
+        accepted, new_sigma, clamped = rule.update(rho, sigma)
+        if not accepted:
+            for ps, w in saved:
+                _copy_flat_into(ps, w)
+            for b, b0 in zip(buffers, buffers_before, strict=True):
+                b.copy_(b0)
+        for group in self.param_groups:
+            group["sigma"] = new_sigma
+            group["lr"] = 1.0 / new_sigma
+            group["n_steps"] += 1
+        n = self.param_groups[0]["n_steps"]
+        self.diagnostics.n_sigma_clamps += clamped
+        self.diagnostics.record_step(
+            n, 0, sigma, rho, float(accepted), s_sq, xi, f_w + r_w, nnz_trial if accepted else nnz
+        )
+        return loss
+
+
+class _PreconditionedProx(torch.optim.Optimizer):
+    """Shared body of ProxSGD and ProxGEN: momentum, a diagonal Adam-like preconditioner,
+    and a proximal step in the preconditioner's metric."""
+
+    _allowed = ("l1", "l0")
+
+    def __init__(self, params, lr, momentum, preconditioner, beta2, eps, penalty, alpha):
+        if lr is None or not lr > 0:
+            raise ValueError(f"lr must be a positive number, got {lr!r}")
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "preconditioner": preconditioner,
+            "beta2": beta2,
+            "eps": eps,
+            "penalty": penalty,
+            "alpha": alpha,
+        }
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            if group["penalty"] is not None and group["penalty"] not in self._allowed:
+                raise ValueError(
+                    f"{type(self).__name__} supports penalty in {self._allowed}, "
+                    f"got {group['penalty']!r}"
+                )
+
+    def _direction(self, group, ps):
+        """The (momentum) direction and the per-coordinate step for each parameter."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            ps = [p for p in group["params"] if p.grad is not None]
+            if not ps:
+                continue
+            directions, steps = self._direction(group, ps)
+            penalty = _group_penalty(group)
+            for p, d, t in zip(ps, directions, steps, strict=True):
+                v = p - t * d
+                p.copy_(penalty.prox(v, t) if penalty is not None else v)
+        return loss
+
+
+class ProxGEN(_PreconditionedProx):
+    """ProxGEN (Yun, Lozano, Yang 2021): preconditioned proximal gradient with momentum.
+
+    x+ = prox_{lr R}^{C}(x - lr C^{-1} m), with m the momentum average of the gradients
+    (``momentum`` = rho in [0, 1)) and C = sqrt(v) + eps the Adam-like diagonal
+    preconditioner (``preconditioner=True``, v the ``beta2`` average of g^2); the prox in
+    the metric of C uses the per-coordinate step lr / C. With ``momentum=0`` and
+    ``preconditioner=False`` it is the proximal SGD of the SR2 paper's comparison. l1 and
+    l0 penalties.
+    """
+
+    def __init__(
+        self, params, lr=1e-2, *, momentum=0.0, preconditioner=False, beta2=0.999, eps=1e-8,
+        penalty="l1", alpha=0.0,
+    ):  # fmt: skip
+        super().__init__(params, lr, momentum, preconditioner, beta2, eps, penalty, alpha)
+
+    def _direction(self, group, ps):
+        directions, steps = [], []
+        for p in ps:
+            state = self.state[p]
+            g = p.grad
+            if group["momentum"] > 0:
+                m = state.setdefault("momentum", torch.zeros_like(p))
+                m.mul_(group["momentum"]).add_(g, alpha=1 - group["momentum"])
+                g = m
+            step = group["lr"]
+            if group["preconditioner"]:
+                v = state.setdefault("second_moment", torch.zeros_like(p))
+                v.mul_(group["beta2"]).addcmul_(p.grad, p.grad, value=1 - group["beta2"])
+                step = group["lr"] / (v.sqrt() + group["eps"])
+            directions.append(g)
+            steps.append(step)
+        return directions, steps
+
+
+class ProxSGD(_PreconditionedProx):
+    """ProxSGD (Yang, Yuan, Jacobsen, Ye 2020): momentum, diagonal preconditioner, and a
+    convex combination of the current point and the proximal point.
+
+    x^ = prox_{R/tau}(x - v / tau) with v the momentum average of the gradients and
+    tau = (sqrt(r) + eps) / lr (r the ``beta2`` average of g^2) or 1/lr without
+    preconditioner; then x+ = x + ``relaxation`` (x^ - x). With ``momentum=0``,
+    ``preconditioner=False`` and ``relaxation=1`` it is plain proximal SGD, the setting of
+    the SR2 paper's comparison. Only the convex l1 penalty (the method's scope).
+    """
+
+    _allowed = ("l1",)
+
+    def __init__(
+        self, params, lr=1e-2, *, momentum=0.0, preconditioner=False, beta2=0.999, eps=1e-8,
+        relaxation=1.0, penalty="l1", alpha=0.0,
+    ):  # fmt: skip
+        if not 0 < relaxation <= 1:
+            raise ValueError(f"relaxation must be in (0, 1], got {relaxation!r}")
+        self.relaxation = relaxation
+        super().__init__(params, lr, momentum, preconditioner, beta2, eps, penalty, alpha)
+
+    _direction = ProxGEN._direction
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if self.relaxation == 1.0:
+            return super().step(closure)
+        before = [[p.clone() for p in g["params"]] for g in self.param_groups]
+        loss = super().step(closure)
+        for group, olds in zip(self.param_groups, before, strict=True):
+            for p, old in zip(group["params"], olds, strict=True):
+                p.copy_(old + self.relaxation * (p - old))
+        return loss
