@@ -190,6 +190,22 @@ class SR2(torch.optim.Optimizer):
         self.module = module
         self.diagnostics = ConvergenceDiagnostics(lipschitz_is_estimate=True)
 
+    def __getstate__(self):
+        # torch's Optimizer pickles only defaults, state and param_groups; keep the module
+        # (pickled together with it, e.g. by skorch, it stays the same object) and the trace.
+        state = super().__getstate__()
+        state["module"] = self.module
+        state["diagnostics"] = self.diagnostics
+        return state
+
+    def __setstate__(self, state):
+        # Also called by load_state_dict with only state and param_groups: keep what is set.
+        if "module" not in state and not hasattr(self, "module"):
+            state["module"] = None
+        if "diagnostics" not in state and not hasattr(self, "diagnostics"):
+            state["diagnostics"] = ConvergenceDiagnostics(lipschitz_is_estimate=True)
+        super().__setstate__(state)
+
     # sigma is one number for the whole model; it is kept in every group so that it
     # travels with state_dict().
     @property

@@ -1,0 +1,143 @@
+"""skorch nets trained by SR2, and callbacks that write sparsity and SR2 diagnostics to
+``net.history``.
+
+``SR2NeuralNetClassifier`` / ``SR2NeuralNetRegressor`` are skorch's nets with
+:class:`sr2learn.torch.SR2` as default optimizer. The penalty is configured like any
+optimizer argument, so it can be grid-searched: ``optimizer__penalty`` ("l1", "l0",
+"l1/2", "l2/3") and ``optimizer__alpha``; it applies to the conv / linear weights of the
+module (:func:`sr2learn.torch.penalized_groups`), never to biases or normalisation
+parameters. ``lr`` is SR2's first step size (sigma0 = 1 / lr). ProxSGD and ProxGEN can be
+passed as ``optimizer=`` with the same split.
+"""
+
+from skorch import NeuralNetClassifier, NeuralNetRegressor
+from skorch.callbacks import Callback
+from skorch.dataset import unpack_data
+from skorch.utils import TeeGenerator
+
+from .torch.optim import SR2, _PreconditionedProx, penalized_groups
+from .torch.pruning import sparsity_report
+
+__all__ = [
+    "SR2NeuralNetClassifier",
+    "SR2NeuralNetRegressor",
+    "SparsityCallback",
+    "SR2DiagnosticsCallback",
+]
+
+
+class SparsityCallback(Callback):
+    """After each epoch, record the fraction of conv / linear weights that are exactly 0
+    (``zero_fraction``) and that are at most ``small`` in magnitude (``small_fraction``)."""
+
+    def __init__(self, small=1e-3):
+        self.small = small
+
+    def on_epoch_end(self, net, **kwargs):
+        total = sparsity_report(net.module_, small=self.small)["total"]
+        net.history.record("zero_fraction", total["zero_fraction"])
+        net.history.record("small_fraction", total["small_fraction"])
+
+
+class SR2DiagnosticsCallback(Callback):
+    """After each epoch, record SR2's ``sigma``, the ``acceptance_rate`` of the epoch's
+    steps and the number of ``sr2_steps`` so far (nothing for other optimizers)."""
+
+    def initialize(self):
+        self._seen = 0
+        return self
+
+    def on_train_begin(self, net, **kwargs):
+        optimizer = getattr(net, "optimizer_", None)
+        self._seen = optimizer.diagnostics.n_steps if isinstance(optimizer, SR2) else 0
+
+    def on_epoch_end(self, net, **kwargs):
+        optimizer = getattr(net, "optimizer_", None)
+        if not isinstance(optimizer, SR2):
+            return
+        accepted = optimizer.diagnostics.history["accepted"][self._seen :]
+        self._seen = optimizer.diagnostics.n_steps
+        net.history.record("sigma", optimizer.sigma)
+        net.history.record("acceptance_rate", float(accepted.mean()) if accepted.size else 0.0)
+        net.history.record("sr2_steps", self._seen)
+
+
+class _SR2NetMixin:
+    @property
+    def _default_callbacks(self):
+        return [
+            *super()._default_callbacks,
+            ("sparsity", SparsityCallback()),
+            ("sr2_diagnostics", SR2DiagnosticsCallback()),
+        ]
+
+    def initialize_optimizer(self, *args, **kwargs):
+        """Build the optimizer with penalised conv/linear weights and free other parameters."""
+        named_parameters = self.get_all_learnable_params()
+        opt_args, opt_kwargs = self.get_params_for_optimizer("optimizer", named_parameters)
+        penalising = isinstance(self.optimizer, type) and issubclass(
+            self.optimizer, (SR2, _PreconditionedProx)
+        )
+        if penalising and "param_groups" not in self.get_params_for("optimizer"):
+            penalty = opt_kwargs.pop("penalty", "l1")
+            alpha = opt_kwargs.pop("alpha", 0.0)
+            opt_args = (penalized_groups(self.module_, penalty, alpha),)
+        if penalising and issubclass(self.optimizer, SR2):
+            opt_kwargs.setdefault("module", self.module_)
+        self.optimizer_ = self.optimizer(*opt_args, **opt_kwargs)
+        return self
+
+    def train_step(self, batch, **fit_params):
+        """One optimizer step; for SR2 with the closure protocol of
+        :class:`sr2learn.torch.SR2` (a gradient pass, then a loss-only trial pass)."""
+        if not isinstance(self.optimizer_, SR2):
+            return super().train_step(batch, **fit_params)
+        accumulator = self.get_train_step_accumulator()
+        Xi, yi = unpack_data(batch)
+
+        def closure(backward=True):
+            self._set_training(True)
+            y_pred = self.infer(Xi, **fit_params)
+            loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+            if backward:
+                self._zero_grad_optimizer()
+                loss.backward()
+                accumulator.store_step({"loss": loss, "y_pred": y_pred})
+                self.notify(
+                    "on_grad_computed",
+                    named_parameters=TeeGenerator(self.get_all_learnable_params()),
+                    batch=batch,
+                    training=True,
+                )
+            return loss
+
+        self.optimizer_.step(closure)
+        return accumulator.get_step()
+
+
+_DOC = """
+    A skorch ``{base}`` trained by :class:`sr2learn.torch.SR2` by default.
+
+    All of skorch's parameters apply. Differences: ``optimizer=SR2``; ``lr`` (default
+    0.1) is SR2's first step size 1/sigma0, after which SR2 adapts sigma; the penalty is
+    ``optimizer__penalty`` (default "l1") with strength ``optimizer__alpha`` (default 0,
+    no penalty), on conv / linear weights only; and the callbacks ``sparsity``
+    (:class:`SparsityCallback`) and ``sr2_diagnostics`` (:class:`SR2DiagnosticsCallback`)
+    add ``zero_fraction``, ``small_fraction``, ``sigma`` and ``acceptance_rate`` to
+    ``net.history`` after each epoch. The optimizer's full per-step trace is
+    ``net.optimizer_.diagnostics``.
+"""
+
+
+class SR2NeuralNetClassifier(_SR2NetMixin, NeuralNetClassifier):
+    __doc__ = _DOC.format(base="NeuralNetClassifier")
+
+    def __init__(self, module, *args, optimizer=SR2, lr=0.1, **kwargs):
+        super().__init__(module, *args, optimizer=optimizer, lr=lr, **kwargs)
+
+
+class SR2NeuralNetRegressor(_SR2NetMixin, NeuralNetRegressor):
+    __doc__ = _DOC.format(base="NeuralNetRegressor")
+
+    def __init__(self, module, *args, optimizer=SR2, lr=0.1, **kwargs):
+        super().__init__(module, *args, optimizer=optimizer, lr=lr, **kwargs)
