@@ -273,3 +273,25 @@ def test_sr2_on_cuda_matches_cpu(batch):
         results.append((model[0].weight.detach().cpu(), opt.diagnostics.history["accepted"]))
     torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+def test_checkpoint_records_labelled_estimates_and_leaves_training_untouched(batch):
+    X, y = batch
+    model = bn_dropout_net()
+    opt = SR2(penalized_groups(model, "l1", 1e-3), lr=0.5, module=model)
+    for _ in range(5):
+        opt.step(make_closure(model, opt, X, y))
+    before = snapshot(model)
+    torch.manual_seed(3)
+    expected_next = torch.rand(1).item()
+    torch.manual_seed(3)
+    closures = [make_closure(model, opt, X[i::3], y[i::3]) for i in range(3)]
+    last = opt.checkpoint(closures)
+    assert torch.rand(1).item() == expected_next  # the random stream is untouched
+    assert_same_state(snapshot(model), before)  # parameters and BN statistics too
+    assert all(np.isfinite(last[k]) for k in ("lipschitz", "variance", "dist", "bound"))
+    assert last["lipschitz"] > 0 and last["variance"] > 0 and last["iteration"] == 5
+    assert opt.diagnostics.lipschitz_is_estimate
+    assert "estimated" in opt.diagnostics.summary()
+    with pytest.raises(ValueError, match="at least two"):
+        opt.checkpoint(closures[:1])

@@ -295,6 +295,115 @@ class SR2(torch.optim.Optimizer):
         )
         return loss
 
+    def _segments(self):
+        """(penalty, params) per group, for the parameters that have a gradient."""
+        out = []
+        for group in self.param_groups:
+            ps = [p for p in group["params"] if p.grad is not None]
+            if ps:
+                out.append((_group_penalty(group), ps))
+        return out
+
+    @torch.no_grad()
+    def checkpoint(self, closures):
+        """Record a checkpoint of *estimates* at the current point in ``diagnostics``.
+
+        ``closures`` are at least two closures (the protocol of :meth:`step`) on different
+        minibatches. Their mean gradient stands in for grad f; V is the variance of one
+        minibatch gradient around it (V / k for the mean, used in ``bound``); L is a secant estimate ||g(w+s) - g(w)|| / ||s||
+        along the step s of the mean gradient at the current sigma (evaluated on the first
+        closure). ``dist`` and ``dist_trial`` use the mean gradient, so they too are
+        estimates: ``diagnostics.lipschitz_is_estimate`` is True and the summary says so.
+        Parameters, buffers and the random state are left as they were; the cost is
+        ``len(closures) + 1`` gradient passes.
+        """
+        if len(closures) < 2:
+            raise ValueError("checkpoint needs closures on at least two minibatches")
+        params = [p for g in self.param_groups for p in g["params"]]
+        rng = _RNGSnapshot({p.device for p in params})
+        buffers = self._buffers()
+        saved_buffers = [b.clone() for b in buffers]
+        grads, losses = [], []
+        for closure in closures:
+            with torch.enable_grad():
+                losses.append(float(closure(backward=True)))
+            grads.append(
+                [torch.cat([p.grad.reshape(-1) for p in ps]) for _, ps in self._segments()]
+            )
+        k = len(grads)
+        segments = self._segments()
+        mean = [sum(g[j] for g in grads) / k for j in range(len(segments))]
+        V = sum(float(((g[j] - mean[j]) ** 2).sum()) for g in grads for j in range(len(segments)))
+        V /= k - 1
+        sigma = self.sigma
+        r_w = r_trial = gs = s_sq = dist_sq = 0.0
+        saved, trial_flats = [], []
+        for (penalty, ps), g in zip(segments, mean, strict=True):
+            w = _flat(ps)
+            trial = w - g / sigma
+            if penalty is not None:
+                trial = penalty.prox(trial, 1.0 / sigma)
+                r_w += float(penalty.value_array(w))
+                r_trial += float(penalty.value_array(trial))
+                dist_sq += float((penalty.subdiff_distance(w, g) ** 2).sum())
+            else:
+                dist_sq += float((g**2).sum())
+            s = trial - w
+            gs += float(torch.dot(g, s))
+            s_sq += float(torch.dot(s, s))
+            saved.append((ps, w))
+            trial_flats.append(trial)
+        # The measure of the NumPy solver: sqrt(sigma xi), xi >= sigma/2 ||s||^2.
+        xi = max(r_w - r_trial - gs, 0.5 * sigma * s_sq)
+        # Gradient of the first minibatch at w + s, for the secant L and dist_trial.
+        for (_, ps), trial in zip(segments, trial_flats, strict=True):
+            _copy_flat_into(ps, trial)
+        with torch.enable_grad():
+            closures[0](backward=True)
+        diff_sq = trial_dist_sq = 0.0
+        for (penalty, ps), g0, trial in zip(segments, grads[0], trial_flats, strict=True):
+            g_trial = torch.cat([p.grad.reshape(-1) for p in ps])
+            diff_sq += float(((g_trial - g0) ** 2).sum())
+            d = penalty.subdiff_distance(trial, g_trial) if penalty is not None else g_trial
+            trial_dist_sq += float((d**2).sum())
+        for ps, w in saved:
+            _copy_flat_into(ps, w)
+        for b, b0 in zip(buffers, saved_buffers, strict=True):
+            b.copy_(b0)
+        rng.restore()
+        self.zero_grad()
+
+        history = self.diagnostics.history
+        since = self.diagnostics.last_checkpoint()
+        start = int(since["iteration"]) if since else 0
+        accepted = history["accepted"][start:].astype(bool)
+        steps = history["step_sq"][start:][accepted]
+        L = math.sqrt(diff_sq / s_sq) if s_sq > 0 else 0.0
+        smax = float(history["sigma"].max()) if history["sigma"].size else sigma
+        smax = max(smax, sigma)
+        C = 3.0 * (L**2 + smax**2)
+        step_sq = float(steps.mean()) if steps.size else math.nan
+        self.diagnostics.record_checkpoint(
+            iteration=self.param_groups[0]["n_steps"],
+            epoch=0,
+            objective=sum(losses) / k + r_w,
+            nnz=sum(float(torch.count_nonzero(w)) for (pen, _), (_, w) in
+                    zip(segments, saved, strict=True) if pen is not None),
+            sigma=sigma,
+            batch_size=math.nan,
+            step_sq=step_sq,
+            step_max=math.sqrt(float(steps.max())) if steps.size else math.nan,
+            measure=math.sqrt(sigma * xi),
+            lipschitz=L,
+            sigma_max=smax,
+            variance=V,
+            dist=math.sqrt(dist_sq),
+            dist_trial=math.sqrt(trial_dist_sq),
+            bound=C * s_sq + 3.0 * V / k,  # s is drawn from the mean of k batch gradients
+            bound_expected=C * step_sq + 3.0 * V,
+        )  # fmt: skip
+        return self.diagnostics.last_checkpoint()
+
 
 class _PreconditionedProx(torch.optim.Optimizer):
     """Shared body of ProxSGD and ProxGEN: momentum, a diagonal Adam-like preconditioner,
