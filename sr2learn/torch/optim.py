@@ -312,8 +312,9 @@ class SR2(torch.optim.Optimizer):
         minibatches. Their mean gradient stands in for grad f; V is the variance of one
         minibatch gradient around it (V / k for the mean, used in ``bound``); L is a secant
         estimate ||g(w+s) - g(w)|| / ||s|| along the step s of the mean gradient at the
-        current sigma (evaluated on the first closure). ``dist`` and ``dist_trial`` use the mean gradient, so they too are
-        estimates: ``diagnostics.lipschitz_is_estimate`` is True and the summary says so.
+        current sigma (evaluated on the first closure). ``dist`` and ``dist_trial`` use
+        minibatch gradients, so they too are estimates:
+        ``diagnostics.lipschitz_is_estimate`` is True and the summary says so.
         Parameters, buffers and the random state are left as they were; the cost is
         ``len(closures) + 1`` gradient passes.
         """
