@@ -243,6 +243,24 @@ def _subdiff_dist(problem, penalty, W, G):
     return math.sqrt(total)
 
 
+def _batch_variance(problem, draw, ref, idx):
+    """Unbiased in-batch estimate of E||grad f(w) - g||^2 from one draw of m rows:
+    (1 - m/n) / (m (m - 1)) sum_i ||h_i - mean h||^2, h_i the per-sample gradients of the
+    estimator (minus the reference's under SVRG)."""
+    m, n = draw.swB.shape[0], problem.n
+    if m <= 1 or m >= n:
+        return 0.0
+    E = draw.per_sample_D if ref is None else draw.per_sample_D - ref.D[idx]
+    XB = draw.XB
+    if hasattr(XB, "multiply"):
+        norms = np.asarray(XB.multiply(XB).sum(axis=1)).ravel() + problem.c**2
+    else:
+        norms = np.einsum("ij,ij->i", XB, XB) + problem.c**2
+    mean = problem.transpose(XB, E) / m
+    total = float(np.dot(norms, np.einsum("ij,ij->i", E, E))) - m * float(np.vdot(mean, mean))
+    return (1.0 - m / n) / (m * (m - 1)) * max(total, 0.0)
+
+
 def _stationarity_measure(problem, penalty, W, R_w, G, sigma):
     """R2's sqrt(sigma * xi) for the full-gradient step at ``sigma`` (the number tol is
     compared to). The solvers pass sigma = L, so the measure does not move with the
@@ -284,13 +302,16 @@ def solve(
     rng,
     diagnostics,
     checkpoint_every=1,
+    variance_estimate="exact",
     verbose=0,
 ):
     """Run SR2 for at most ``max_epochs`` epochs from ``state``; returns the new state.
 
     Stops when the stationarity measure sqrt(sigma * xi) of a full-gradient step is at
     most ``tol * diagnostics.tol_scale`` (``tol=None``: never). Checkpoints are recorded
-    in ``diagnostics`` every ``checkpoint_every`` epochs and at the returned point.
+    in ``diagnostics`` every ``checkpoint_every`` epochs and at the returned point; their
+    variance V is exact (all per-sample gradients, ``variance_estimate="exact"``) or the
+    unbiased in-batch estimate from the checkpoint's own draw (``"batch"``).
     """
     problem = problem.shuffled(rng)
     n, p = problem.n, problem.p
@@ -321,11 +342,12 @@ def solve(
         G, G_trial = grads
         L = problem.lipschitz()
         measure = _stationarity_measure(problem, penalty, W, R_w, G, L if L > 0 else sigma)
-        if svrg:
-            E, mean_grad = Ds[0] - ref.D, G - ref.mu
+        if variance_estimate == "batch":
+            V = _batch_variance(problem, draw, ref, idx)
+        elif svrg:
+            V = _exact_variance(problem, Ds[0] - ref.D, G - ref.mu, min(b, n))
         else:
-            E, mean_grad = Ds[0], G
-        V = _exact_variance(problem, E, mean_grad, min(b, n))
+            V = _exact_variance(problem, Ds[0], G, min(b, n))
         smax = max(sigma_seen)
         C = 3.0 * (L**2 + smax**2)
         step_sq = float(np.mean(accepted_steps)) if accepted_steps else math.nan

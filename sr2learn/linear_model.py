@@ -97,7 +97,15 @@ _COMMON_DOC = """
     warm_start : bool, default=False
         Start from the previous solution (and sigma) of this estimator.
     verbose : int, default=0
-        Print one line per epoch when positive.
+        Print one line per checkpoint when positive.
+    checkpoint_every : int, default=1
+        Epochs between two checkpoints of ``diagnostics_`` (full-gradient quantities, one
+        extra read of the data each); ``tol`` is checked at checkpoints only. The returned
+        point always gets one.
+    variance_estimate : {"exact", "batch"}, default="exact"
+        How checkpoints compute V = E||grad f(w) - g||^2: exactly from every per-sample
+        gradient (free with the checkpoint's data pass, but it needs the squared row norms
+        of X once per fit), or the unbiased estimate from the checkpoint's own minibatch.
 """
 
 _ATTRS_DOC = """
@@ -138,6 +146,8 @@ class _BaseSR2(BaseEstimator):
         "random_state": ["random_state"],
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
+        "checkpoint_every": [Interval(numbers.Integral, 1, None, closed="left")],
+        "variance_estimate": [StrOptions({"exact", "batch"})],
     }
 
     def __sklearn_tags__(self):
@@ -244,6 +254,8 @@ class _BaseSR2(BaseEstimator):
                 variance_reduction=self.variance_reduction,
                 rng=gen,
                 diagnostics=diagnostics,
+                checkpoint_every=self.checkpoint_every,
+                variance_estimate=self.variance_estimate,
                 verbose=self.verbose,
             )
         self._state = state
@@ -346,6 +358,8 @@ class SR2Regressor(RegressorMixin, _BaseSR2):
         random_state=None,
         warm_start=False,
         verbose=0,
+        checkpoint_every=1,
+        variance_estimate="exact",
     ):
         self.penalty = penalty
         self.alpha = alpha
@@ -364,6 +378,8 @@ class SR2Regressor(RegressorMixin, _BaseSR2):
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
+        self.checkpoint_every = checkpoint_every
+        self.variance_estimate = variance_estimate
 
     def _encode_targets(self, y, sample_weight, partial, classes):
         if y.ndim != 1:
@@ -461,6 +477,8 @@ class SR2Classifier(ClassifierMixin, _BaseSR2):
         random_state=None,
         warm_start=False,
         verbose=0,
+        checkpoint_every=1,
+        variance_estimate="exact",
         class_weight=None,
     ):
         self.penalty = penalty
@@ -480,6 +498,8 @@ class SR2Classifier(ClassifierMixin, _BaseSR2):
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
+        self.checkpoint_every = checkpoint_every
+        self.variance_estimate = variance_estimate
         self.class_weight = class_weight
 
     def _encode_targets(self, y, sample_weight, partial, classes):

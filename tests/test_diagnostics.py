@@ -241,3 +241,41 @@ def test_checkpoint_costs_at_most_one_extra_data_pass(diabetes, monkeypatch):
     fit_quietly(est, X, y)
     # The start: reference + checkpoint; then one combined pass per epoch.
     assert len(calls) == 2 + est.n_iter_
+
+
+def test_checkpoint_every_and_the_in_batch_variance_option(diabetes):
+    X, y = diabetes
+    est = fit_quietly(
+        SR2Regressor(alpha=0.5, max_iter=10, tol=0.0, checkpoint_every=3, random_state=0), X, y
+    )
+    epochs = est.diagnostics_.checkpoints["epoch"]
+    np.testing.assert_array_equal(epochs, [0, 3, 6, 9, 10])  # start, every 3rd, the end
+    batch = fit_quietly(
+        SR2Regressor(alpha=0.5, max_iter=5, variance_estimate="batch", variance_reduction=None,
+                     random_state=0),
+        X,
+        y,
+    )  # fmt: skip
+    assert np.all(batch.diagnostics_.checkpoints["variance"] > 0)
+
+
+def test_in_batch_variance_estimate_is_unbiased():
+    from sr2learn._sr2 import LinearProblem, _batch_variance, _draw, _exact_variance
+    from sr2learn.datafits import Logistic
+    from sr2learn.penalties import L1
+
+    rng = np.random.default_rng(0)
+    n, p, b = 60, 5, 6
+    X = rng.normal(size=(n, p))
+    Y = rng.integers(0, 2, size=(n, 1)).astype(float)
+    problem = LinearProblem(X, Y, np.ones(n), Logistic(), intercept_scale=1.0)
+    W = rng.normal(size=(p + 1, 1)) * 0.3
+    penalty = L1(0.01)
+    D = Logistic().derivative(problem.linear(X, W), Y)
+    G = problem.transpose(X, D / n)
+    exact = _exact_variance(problem, D, G, b)
+    estimates = [
+        _batch_variance(problem, _draw(problem, penalty, W, 0.0, 1.0, idx, None), None, idx)
+        for idx in (np.sort(rng.choice(n, b, replace=False)) for _ in range(4000))
+    ]
+    assert np.mean(estimates) == pytest.approx(exact, rel=0.05)
