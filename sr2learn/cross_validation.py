@@ -1,0 +1,300 @@
+"""Choosing alpha: alpha_max, warm-started regularisation paths, and SR2ClassifierCV /
+SR2RegressorCV (like LogisticRegressionCV / LassoCV)."""
+
+import math
+import numbers
+import warnings
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone, is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import check_scoring
+from sklearn.model_selection import check_cv
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._sr2 import VARIANCE_REDUCTIONS, LinearProblem
+from .linear_model import SR2Classifier, SR2Regressor, _intercept_scale
+from .penalties import PENALTY_NAMES, check_penalty
+
+__all__ = ["alpha_max", "SR2ClassifierCV", "SR2RegressorCV"]
+
+
+def alpha_max(estimator, X, y, sample_weight=None):
+    """The smallest alpha for which all coefficients stay zero.
+
+    Precisely: at the intercept-only optimum w = 0, the proximal-gradient step with step
+    1/L (L the Lipschitz bound of the data) leaves every coefficient at zero for alpha >=
+    alpha_max. For "l1" this is the classical ||X^T r||_inf / n (the optimum is then
+    exactly 0); for the nonconvex penalties it is where the zero vector stops being a
+    fixed point of that step, found by bisection on the penalty's own prox. Used as the
+    start of the regularisation path.
+
+    Parameters
+    ----------
+    estimator : SR2Classifier or SR2Regressor
+        Gives the datafit, ``penalty`` (a name) and ``fit_intercept``.
+    X, y, sample_weight : the training data.
+    """
+    if not isinstance(estimator.penalty, str):
+        raise ValueError("alpha_max needs a named penalty ('l1', 'l0', 'l1/2', 'l2/3').")
+    est = clone(estimator)
+    X, y = validate_data(est, X, y, accept_sparse="csr", dtype=[np.float64, np.float32],
+                         y_numeric=not is_classifier(est))  # fmt: skip
+    n = X.shape[0]
+    sw = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+    Y, sw, datafit = est._encode_targets(y, sw.astype(X.dtype), False, None)
+    sw = sw * (n / sw.sum())
+    c = _intercept_scale(X, sw) if est.fit_intercept else 0.0
+    problem = LinearProblem(X, Y, sw, datafit, c)
+    b = np.zeros((1, problem.K))
+    if est.fit_intercept:
+        mean = (sw[:, None] * Y).sum(axis=0) / n
+        if datafit.__class__.__name__ == "Quadratic":
+            b[0] = mean
+        elif datafit.__class__.__name__ == "Logistic":
+            b[0] = np.log(mean / (1 - mean))
+        else:
+            b[0] = np.log(mean)
+    Z = np.repeat(b, n, axis=0)
+    G = np.asarray(X.T @ (datafit.derivative(Z, Y) * sw[:, None])) / n
+    L = problem.lipschitz()
+    if not np.any(G) or L <= 0:
+        return 0.0
+    v = -G / L
+
+    def all_zero(alpha):
+        return not np.any(check_penalty(estimator.penalty, alpha).prox(v, 1.0 / L))
+
+    hi = float(np.max(np.abs(G))) * 2 + 1e-300
+    while not all_zero(hi):
+        hi *= 4
+    lo = hi * 1e-12
+    for _ in range(80):  # geometric bisection
+        mid = math.sqrt(lo * hi)
+        lo, hi = (lo, mid) if all_zero(mid) else (mid, hi)
+    return hi
+
+
+def _fit_path(base, X, y, sample_weight, train, test, alphas, scorer):
+    est = clone(base).set_params(warm_start=True)
+    Xtr = X[train]
+    sw = None if sample_weight is None else sample_weight[train]
+    scores, unconverged = [], 0
+    for alpha in alphas:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            est.set_params(alpha=alpha).fit(Xtr, y[train], sample_weight=sw)
+        unconverged += any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        scores.append(scorer(est, X[test], y[test]))
+    return scores, unconverged
+
+
+_CV_DOC = """
+    Parameters
+    ----------
+    penalty : {{"l1", "l0", "l1/2", "l2/3"}}, default="l1"
+    n_alphas : int, default=20
+        Number of alphas on the grid, geometric from :func:`alpha_max` down to
+        ``eps * alpha_max``.
+    alphas : array-like or None, default=None
+        The grid itself (overrides ``n_alphas`` and ``eps``).
+    eps : float, default=1e-3
+    cv : int, cross-validation generator or iterable, default=None
+        As in scikit-learn (None: 5-fold{strat}).
+    scoring : str or callable, default=None
+        None: the estimator's ``score`` ({score}).
+    n_jobs : int, default=None
+        Folds fitted in parallel.
+    fit_intercept, batch_size, variance_reduction, max_iter, tol, random_state :
+        As in :class:`{base}`; each fold's path is warm-started from the previous alpha.{extra}
+
+    Attributes
+    ----------
+    alpha_ : float
+        The alpha with the best mean cross-validated score.
+    alphas_ : ndarray of shape (n_alphas,), decreasing
+    scores_path_ : ndarray of shape (n_folds, n_alphas)
+    estimator_ : {base}
+        Refitted on all the data at ``alpha_``; ``coef_``, ``intercept_``, ``n_iter_`` and
+        ``diagnostics_`` are its own.
+"""
+
+
+class _SR2CVMixin:
+    _parameter_constraints = {
+        "penalty": [StrOptions(set(PENALTY_NAMES))],
+        "n_alphas": [Interval(numbers.Integral, 1, None, closed="left")],
+        "alphas": ["array-like", None],
+        "eps": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "cv": ["cv_object"],
+        "scoring": [str, callable, None],
+        "n_jobs": [numbers.Integral, None],
+        "fit_intercept": ["boolean"],
+        "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
+        "variance_reduction": [StrOptions(set(VARIANCE_REDUCTIONS)), None],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
+    def _base(self):
+        params = {k: getattr(self, k) for k in self._base_params}
+        return self._base_class(**params)
+
+    def fit(self, X, y, sample_weight=None):
+        """Choose alpha by cross-validation along warm-started paths, then refit."""
+        self._validate_params()
+        base = self._base()
+        X, y = validate_data(self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32],
+                             y_numeric=not is_classifier(self))  # fmt: skip
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight, dtype=float)
+        if self.alphas is None:
+            top = alpha_max(base, X, y, sample_weight)
+            if top == 0:
+                raise ValueError("alpha_max is 0: the data leave nothing to penalise.")
+            alphas = top * np.geomspace(1.0, self.eps, self.n_alphas)
+        else:
+            alphas = np.sort(np.asarray(self.alphas, dtype=float))[::-1]
+        cv = check_cv(self.cv, y, classifier=is_classifier(self))
+        scorer = check_scoring(base, scoring=self.scoring)
+        folds = list(cv.split(X, y))
+        results = Parallel(n_jobs=self.n_jobs)(
+            delayed(_fit_path)(base, X, y, sample_weight, train, test, alphas, scorer)
+            for train, test in folds
+        )
+        self.scores_path_ = np.array([scores for scores, _ in results])
+        unconverged = sum(count for _, count in results)
+        self.alphas_ = alphas
+        best = int(np.argmax(self.scores_path_.mean(axis=0)))
+        self.alpha_ = float(alphas[best])
+        # Refit along the path down to alpha_, warm-started, on all the data.
+        est = clone(base).set_params(warm_start=True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            for alpha in alphas[: best + 1]:
+                est.set_params(alpha=alpha).fit(X, y, sample_weight=sample_weight)
+        unconverged += any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        if unconverged:
+            warnings.warn(
+                f"{unconverged} of {len(folds) * len(alphas) + 1} path fits did not converge "
+                f"(tol={self.tol}); the chosen alpha_={self.alpha_:.3e} may be affected. "
+                "Increase max_iter.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        self.estimator_ = est.set_params(warm_start=False)
+        for name in ("coef_", "intercept_", "n_iter_", "diagnostics_", "classes_"):
+            if hasattr(est, name):
+                setattr(self, name, getattr(est, name))
+        return self
+
+    def predict(self, X):
+        check_is_fitted(self)
+        return self.estimator_.predict(X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+class SR2RegressorCV(_SR2CVMixin, RegressorMixin, BaseEstimator):
+    __doc__ = (
+        "SR2Regressor with alpha chosen by cross-validation along warm-started paths.\n"
+        + _CV_DOC.format(strat="", score="R^2", base="SR2Regressor", extra="")
+    )
+    _base_class = SR2Regressor
+    _base_params = ("penalty", "fit_intercept", "batch_size", "variance_reduction", "max_iter",
+                    "tol", "random_state")  # fmt: skip
+
+    def __init__(
+        self,
+        penalty="l1",
+        *,
+        n_alphas=20,
+        alphas=None,
+        eps=1e-3,
+        cv=None,
+        scoring=None,
+        n_jobs=None,
+        fit_intercept=True,
+        batch_size="auto",
+        variance_reduction="svrg",
+        max_iter=1000,
+        tol=1e-6,
+        random_state=None,
+    ):
+        self.penalty = penalty
+        self.n_alphas = n_alphas
+        self.alphas = alphas
+        self.eps = eps
+        self.cv = cv
+        self.scoring = scoring
+        self.n_jobs = n_jobs
+        self.fit_intercept = fit_intercept
+        self.batch_size = batch_size
+        self.variance_reduction = variance_reduction
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+
+
+class SR2ClassifierCV(_SR2CVMixin, ClassifierMixin, BaseEstimator):
+    __doc__ = (
+        "SR2Classifier with alpha chosen by cross-validation along warm-started paths.\n"
+        + _CV_DOC.format(
+            strat=" stratified", score="accuracy", base="SR2Classifier",
+            extra="\n    class_weight : dict, 'balanced' or None, default=None",
+        )
+    )  # fmt: skip
+    _base_class = SR2Classifier
+    _base_params = ("penalty", "fit_intercept", "batch_size", "variance_reduction", "max_iter",
+                    "tol", "random_state", "class_weight")  # fmt: skip
+    _parameter_constraints = {
+        **_SR2CVMixin._parameter_constraints,
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+
+    def __init__(
+        self,
+        penalty="l1",
+        *,
+        n_alphas=20,
+        alphas=None,
+        eps=1e-3,
+        cv=None,
+        scoring=None,
+        n_jobs=None,
+        fit_intercept=True,
+        batch_size="auto",
+        variance_reduction="svrg",
+        max_iter=1000,
+        tol=1e-6,
+        random_state=None,
+        class_weight=None,
+    ):
+        self.penalty = penalty
+        self.n_alphas = n_alphas
+        self.alphas = alphas
+        self.eps = eps
+        self.cv = cv
+        self.scoring = scoring
+        self.n_jobs = n_jobs
+        self.fit_intercept = fit_intercept
+        self.batch_size = batch_size
+        self.variance_reduction = variance_reduction
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.class_weight = class_weight
+
+    def decision_function(self, X):
+        check_is_fitted(self)
+        return self.estimator_.decision_function(X)
+
+    def predict_proba(self, X):
+        check_is_fitted(self)
+        return self.estimator_.predict_proba(X)

@@ -1,0 +1,63 @@
+"""alpha_max and the cross-validated estimators."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LassoCV
+
+from sr2learn import SR2Classifier, SR2ClassifierCV, SR2Regressor, SR2RegressorCV, alpha_max
+
+
+def test_alpha_max_l1_matches_the_closed_form(diabetes):
+    X, y = diabetes
+    expected = np.max(np.abs(X.T @ (y - y.mean()))) / len(y)
+    assert alpha_max(SR2Regressor(), X, y) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("make", ["regressor", "classifier"])
+def test_l1_alpha_max_is_where_the_model_becomes_empty(diabetes, breast_cancer, make):
+    if make == "regressor":
+        (X, y), est = diabetes, SR2Regressor(random_state=0, tol=1e-4)
+    else:
+        (X, y), est = breast_cancer, SR2Classifier(random_state=0, tol=1e-4)
+    top = alpha_max(est, X, y)
+    assert np.count_nonzero(est.set_params(alpha=top * 1.01).fit(X, y).coef_) == 0
+    assert np.count_nonzero(est.set_params(alpha=top * 0.9).fit(X, y).coef_) > 0
+
+
+@pytest.mark.parametrize("penalty", ["l0", "l1/2", "l2/3"])
+def test_nonconvex_alpha_max_is_where_zero_stops_being_a_fixed_point(diabetes, penalty):
+    from sr2learn._sr2 import LinearProblem
+    from sr2learn.datafits import Quadratic
+    from sr2learn.penalties import check_penalty
+
+    X, y = diabetes
+    top = alpha_max(SR2Regressor(penalty=penalty), X, y)
+    # The proximal-gradient step with step 1/L from (w = 0, intercept = mean y):
+    n = len(y)
+    G = X.T @ (y.mean() - y) / n
+    L = LinearProblem(X, y[:, None], np.ones(n), Quadratic(), 1.0).lipschitz()
+    step = lambda alpha: check_penalty(penalty, alpha).prox(-G / L, 1 / L)  # noqa: E731
+    assert not np.any(step(top * 1.001)) and np.any(step(top * 0.999))
+
+
+def test_regressor_cv_chooses_the_alpha_lassocv_chooses(diabetes):
+    X, y = diabetes
+    alphas = np.geomspace(10.0, 0.01, 8)
+    lasso = LassoCV(alphas=alphas, cv=4, tol=1e-10, max_iter=100_000).fit(X, y)
+    sr2 = SR2RegressorCV(alphas=alphas, cv=4, random_state=0).fit(X, y)
+    assert sr2.alpha_ == pytest.approx(lasso.alpha_)
+    assert sr2.scores_path_.shape == (4, 8)
+    np.testing.assert_allclose(sr2.coef_, lasso.coef_, atol=1e-3)
+    assert sr2.predict(X).shape == y.shape
+
+
+def test_classifier_cv_with_alpha_grid_from_alpha_max(breast_cancer):
+    X, y = breast_cancer
+    clf = SR2ClassifierCV(penalty="l0", n_alphas=6, cv=3, random_state=0, tol=1e-4, n_jobs=2)
+    clf.fit(X, y)
+    assert clf.alphas_[0] == pytest.approx(alpha_max(SR2Classifier(penalty="l0"), X, y))
+    assert np.all(np.diff(clf.alphas_) < 0) and clf.alpha_ in clf.alphas_
+    best = clf.scores_path_.mean(axis=0).argmax()
+    assert clf.alpha_ == clf.alphas_[best]
+    assert clf.score(X, y) > 0.9 and clf.predict_proba(X).shape == (len(y), 2)
+    assert np.count_nonzero(clf.coef_) < X.shape[1]
