@@ -225,15 +225,17 @@ def _draw(problem, penalty, W, R_w, sigma, idx, ref):
     return _Draw(XB, YB, swB, ZB, DB, f_batch, g, S, W_trial, R_trial, xi, per_sample_D, dloss)
 
 
-def _full_pass(problem, Ws):
+def _full_pass(problem, Ws, with_value=True):
     """f at ``Ws[0]`` and the gradients of f at each W in ``Ws``, with one read of X.
 
-    Returns (f(Ws[0]), gradients, per-sample derivatives s_i l'(z_i)).
+    Returns (f(Ws[0]) or None, gradients, per-sample derivatives s_i l'(z_i)).
     """
     K = problem.K
     Wcat = np.concatenate(Ws, axis=1)
     Z = problem.linear(problem.X, Wcat)
-    value = float(np.dot(problem.sw, problem.datafit.loss(Z[:, :K], problem.Y))) / problem.n
+    value = None
+    if with_value:
+        value = float(np.dot(problem.sw, problem.datafit.loss(Z[:, :K], problem.Y))) / problem.n
     Ds = []
     for j in range(len(Ws)):
         Zj = Z[:, j * K : (j + 1) * K]
@@ -343,7 +345,7 @@ def solve(
         nonlocal ref, tol_abs
         idx = np.sort(diag_rng.choice(n, size=min(b, n), replace=False))
         if svrg and ref is None:
-            _, grads, Ds = _full_pass(problem, [W])
+            _, grads, Ds = _full_pass(problem, [W], with_value=False)
             ref = _Reference(W.copy(), Ds[0], grads[0])
         draw = _draw(problem, penalty, W, R_w, sigma, idx, ref)
         value, grads, Ds = _full_pass(problem, [W, draw.W_trial])
@@ -395,7 +397,7 @@ def solve(
         checkpoint(state.n_epochs)  # recorded, but a fit always runs at least one epoch
     converged = False
     if svrg and ref is None:
-        _, grads, Ds = _full_pass(problem, [W])
+        _, grads, Ds = _full_pass(problem, [W], with_value=False)
         ref = _Reference(W.copy(), Ds[0], grads[0])
     epochs_run = 0
     while not converged and epochs_run < max_epochs:
@@ -448,7 +450,7 @@ def solve(
         if last or epochs_run % checkpoint_every == 0:
             converged = checkpoint(state.n_epochs)
         elif svrg:
-            _, grads, Ds = _full_pass(problem, [W])
+            _, grads, Ds = _full_pass(problem, [W], with_value=False)
             ref = _Reference(W.copy(), Ds[0], grads[0])
     diagnostics.converged = bool(converged)
     return SolverState(

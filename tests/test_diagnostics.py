@@ -232,9 +232,9 @@ def test_checkpoint_costs_at_most_one_extra_data_pass(diabetes, monkeypatch):
     calls = []
     original = _sr2._full_pass
 
-    def counting(problem, Ws):
+    def counting(problem, Ws, **kwargs):
         calls.append(len(Ws))
-        return original(problem, Ws)
+        return original(problem, Ws, **kwargs)
 
     monkeypatch.setattr(_sr2, "_full_pass", counting)
     est = SR2Regressor(alpha=0.5, random_state=0, max_iter=5, tol=0.0)
