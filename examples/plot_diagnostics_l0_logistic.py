@@ -28,8 +28,10 @@ except FileNotFoundError as exc:
 
 clf = SR2Classifier(penalty="l0", alpha=1e-3, random_state=0).fit(X, y)
 print(f"{X.shape[0]} samples, {X.shape[1]} one-hot features")
-print(f"test accuracy {clf.score(X_test, y_test):.3f} with {int((clf.coef_ != 0).sum())} "
-      f"nonzero coefficients out of {X.shape[1]}\n")
+print(
+    f"test accuracy {clf.score(X_test, y_test):.3f} with {int((clf.coef_ != 0).sum())} "
+    f"nonzero coefficients out of {X.shape[1]}\n"
+)
 print(clf.diagnostics_.summary())
 
 # %%
