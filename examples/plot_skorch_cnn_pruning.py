@@ -5,7 +5,7 @@ A sparse CNN with skorch, and its pruning curve
 
 Train a small convolutional network on scikit-learn's 8x8 digits with
 :class:`sr2learn.skorch.SR2NeuralNetClassifier` (SR2 with an l1 penalty on the conv and
-linear weights), then prune the weights at |w| <= 10^-k for k = 1..8 without retraining,
+linear weights), then prune the weights at ``abs(w) <= 10^-k`` for k = 1..8 without retraining,
 as in the SR2 paper's Figures 2-4, and compare with the same network trained by
 ProxGEN (proximal SGD, the paper's baseline). ``net.history`` holds the sparsity and
 SR2's sigma and acceptance rate after each epoch.

@@ -182,7 +182,7 @@ class Lp(Penalty):
 
 
 class L0Ball(Penalty):
-    """Indicator of ``{w : count(w != 0) <= k}``: the prox keeps the ``k`` largest |v_j|.
+    """Indicator of ``{w : count(w != 0) <= k}``: the prox keeps the ``k`` largest ``abs(v_j)``.
 
     Examples
     --------

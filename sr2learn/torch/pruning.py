@@ -26,7 +26,7 @@ def prunable_weights(module):
 
 @torch.no_grad()
 def sparsity_report(module, small=SMALL):
-    """Per layer and in total: weights, exact zeros and |w| <= ``small``.
+    """Per layer and in total: weights, exact zeros and ``abs(w) <= small``.
 
     Returns a dict ``{"layers": [ {name, n_weights, zeros, small, zero_fraction,
     small_fraction}, ... ], "total": {...}}`` with plain Python numbers.
@@ -52,7 +52,7 @@ def sparsity_report(module, small=SMALL):
 
 @torch.no_grad()
 def prune(module, threshold):
-    """Set every conv / linear weight with |w| <= ``threshold`` to 0, in place.
+    """Set every conv / linear weight with ``abs(w) <= threshold`` to 0, in place.
 
     Returns the number of weights that are zero afterwards.
     """
