@@ -5,7 +5,7 @@ A small CNN (benchmarks/_cnn.py) on Fashion-MNIST, trained with SR2, ProxGEN and
 l1 and l0 penalties (l0 not for ProxSGD) at three strengths. Prints a table in the layout
 of the paper's Table 2 (test accuracy, % of weights exactly 0, % with |w| <= 1e-3) and
 saves the pruning curves (accuracy and sparsity after pruning at |w| <= 10^-k, k = 1..8,
-without retraining) as PNG files in benchmarks/results/.
+without retraining) as PNG files in docs/benchmark_results/.
 
 SR2 and the baselines start from the same step size (SR2: sigma0 = 1/lr) and see the same
 batches. Data: ``get-data.sh DIR`` and ``SR2LEARN_DATA=DIR``.
@@ -27,7 +27,9 @@ from sr2learn.datasets import load_fashion_mnist
 from sr2learn.torch import SR2, ProxGEN, ProxSGD, penalized_groups
 from sr2learn.torch.pruning import plot_pruning_curve, pruning_curve, sparsity_report
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+RESULTS = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "docs", "benchmark_results"
+)
 
 
 @torch.no_grad()

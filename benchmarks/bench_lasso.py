@@ -4,7 +4,7 @@ Objective 1/(2n) ||y - Xw - b||^2 + alpha ||w||_1 for every solver. As in
 bench_logistic.py, each solver runs with a growing budget; the best objective of any run is
 the reference; the table gives time to 1e-3 and 1e-6 relative suboptimality, the best
 reached, nonzeros and the support's agreement with the reference solution. A plot is saved
-in benchmarks/results/.
+in docs/benchmark_results/.
 
 Data (generated, no download): a dense sparse-recovery problem (10,000 x 500, 20 true
 nonzeros, correlated features) and scikit-learn's diabetes (standardised).
@@ -25,7 +25,9 @@ from sklearn.preprocessing import StandardScaler
 
 from sr2learn import SR2Regressor
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+RESULTS = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "docs", "benchmark_results"
+)
 
 
 def correlated_regression(n=10_000, p=500, k=20, rho=0.5, seed=0):

@@ -7,7 +7,7 @@ run is timed and its objective computed here. The best objective found by any ru
 reference, and the table gives, per solver: the time and epochs (passes over the data, where
 the solver counts them) to reach 1e-3 and 1e-4 relative suboptimality, the best
 suboptimality reached, nonzeros and test accuracy of the last run. Plots of suboptimality
-against time and epochs are saved in benchmarks/results/.
+against time and epochs are saved in docs/benchmark_results/.
 
 Data: Adult (a9a-style one-hot, 32,561 x 124) and MNIST-5k (digits 0-4 against 5-9,
 pixels in [0, 1]); ``get-data.sh DIR`` and ``SR2LEARN_DATA=DIR``.
@@ -30,7 +30,9 @@ from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sr2learn import SR2Classifier
 from sr2learn.datasets import load_adult, load_mnist5k
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+RESULTS = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "docs", "benchmark_results"
+)
 
 
 def objective(X, y, coef, intercept, alpha):
