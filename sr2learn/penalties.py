@@ -28,9 +28,6 @@ __all__ = ["Penalty", "L1", "L0", "Lp", "L0Ball", "check_penalty", "PENALTY_NAME
 class Penalty:
     """Base class of the regularisers. Subclasses define the three methods below."""
 
-    #: True if the step ``prox`` can produce exact zeros (used in reports only).
-    sparsifying = True
-
     def value(self, w):
         return float(self.value_array(w))
 
