@@ -36,7 +36,7 @@ print(clf.diagnostics_.summary())
 
 # %%
 # The four panels: sigma (the inverse step size) shrinks by gamma3 after very successful
-# steps (rho >= eta2) down to its floor L/8, and jumps by gamma1 after a rejection; rho
+# steps (rho >= eta2), down to its floor L/(2b), and jumps by gamma1 after a rejection; rho
 # is close to 1 for most steps; the stationarity measure falls linearly (variance
 # reduction removes the gradient noise); and the measured squared distance
 # dist(0, ∂F(w+s))^2 stays below the Theorem 4 bound computed for the same step.
