@@ -313,12 +313,14 @@ def solve(
     diagnostics,
     checkpoint_every=1,
     variance_estimate="exact",
+    tol_scale=None,
     verbose=0,
 ):
     """Run SR2 for at most ``max_epochs`` epochs from ``state``; returns the new state.
 
     Stops when the stationarity measure sqrt(sigma * xi) of a full-gradient step is at
-    most ``tol * diagnostics.tol_scale`` (``tol=None``: never). Checkpoints are recorded
+    most ``tol * diagnostics.tol_scale`` (``tol=None``: never; the scale is
+    max(1, ||grad f||) at the start unless ``tol_scale`` is given). Checkpoints are recorded
     in ``diagnostics`` every ``checkpoint_every`` epochs and at the returned point; their
     variance V is exact (all per-sample gradients, ``variance_estimate="exact"``) or the
     unbiased in-batch estimate from the checkpoint's own draw (``"batch"``).
@@ -381,7 +383,10 @@ def solve(
         )
         accepted_steps.clear()
         if tol_abs is None and tol is not None:
-            diagnostics.tol_scale = max(1.0, float(np.linalg.norm(G)))
+            if tol_scale is None:
+                diagnostics.tol_scale = max(1.0, float(np.linalg.norm(G)))
+            else:
+                diagnostics.tol_scale = tol_scale
             tol_abs = tol * diagnostics.tol_scale
             diagnostics.tol = tol_abs
         if svrg:

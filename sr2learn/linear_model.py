@@ -17,6 +17,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from ._rule import SR2Rule
 from ._sr2 import VARIANCE_REDUCTIONS, LinearProblem, SolverState, solve
+from ._working_set import solve_working_set, use_working_set
 from .datafits import Logistic, Multinomial, Quadratic
 from .diagnostics import ConvergenceDiagnostics
 from .penalties import PENALTY_NAMES, Penalty, check_penalty
@@ -108,6 +109,13 @@ _COMMON_DOC = """
         How checkpoints compute V = E||grad f(w) - g||^2: exactly from every per-sample
         gradient (free with the checkpoint's data pass, but it needs the squared row norms
         of X once per fit), or the unbiased estimate from the checkpoint's own minibatch.
+    working_set : "auto" or bool, default="auto"
+        Solve on a growing set of features: start from those with the largest optimality
+        violation, run SR2 on the restricted problem, check optimality on all features with
+        one full gradient, double the set, until the full problem meets ``tol``. The
+        diagnostics refer to the full problem (one checkpoint per outer iteration, which
+        replaces ``checkpoint_every``). "auto": on from 2000 features for the separable
+        penalties. Not used by ``partial_fit``.
 """
 
 _ATTRS_DOC = """
@@ -150,6 +158,7 @@ class _BaseSR2(BaseEstimator):
         "verbose": ["verbose"],
         "checkpoint_every": [Interval(numbers.Integral, 1, None, closed="left")],
         "variance_estimate": [StrOptions({"exact", "batch"})],
+        "working_set": [StrOptions({"auto"}), "boolean"],
     }
 
     def __sklearn_tags__(self):
@@ -246,21 +255,30 @@ class _BaseSR2(BaseEstimator):
             diagnostics = ConvergenceDiagnostics(
                 tol=None, variance_reduction=self.variance_reduction
             )
+        common = dict(
+            variance_reduction=self.variance_reduction,
+            rng=gen,
+            diagnostics=diagnostics,
+            variance_estimate=self.variance_estimate,
+            verbose=self.verbose,
+        )
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            state = solve(
-                problem,
-                penalty,
-                state,
-                self._rule,
-                max_epochs=1 if partial else self.max_iter,
-                tol=None if partial else self.tol,
-                variance_reduction=self.variance_reduction,
-                rng=gen,
-                diagnostics=diagnostics,
-                checkpoint_every=self.checkpoint_every,
-                variance_estimate=self.variance_estimate,
-                verbose=self.verbose,
-            )
+            if not partial and use_working_set(self.working_set, problem.p, penalty):
+                state = solve_working_set(
+                    problem, penalty, state, self._rule, max_epochs=self.max_iter,
+                    tol=self.tol, **common,
+                )  # fmt: skip
+            else:
+                state = solve(
+                    problem,
+                    penalty,
+                    state,
+                    self._rule,
+                    max_epochs=1 if partial else self.max_iter,
+                    tol=None if partial else self.tol,
+                    checkpoint_every=self.checkpoint_every,
+                    **common,
+                )
         self._state = state
         self.sigma_ = state.sigma
         self.n_iter_ = state.n_epochs
@@ -363,6 +381,7 @@ class SR2Regressor(RegressorMixin, _BaseSR2):
         verbose=0,
         checkpoint_every=1,
         variance_estimate="exact",
+        working_set="auto",
     ):
         self.penalty = penalty
         self.alpha = alpha
@@ -383,6 +402,7 @@ class SR2Regressor(RegressorMixin, _BaseSR2):
         self.verbose = verbose
         self.checkpoint_every = checkpoint_every
         self.variance_estimate = variance_estimate
+        self.working_set = working_set
 
     def _encode_targets(self, y, sample_weight, partial, classes):
         if y.ndim != 1:
@@ -482,6 +502,7 @@ class SR2Classifier(ClassifierMixin, _BaseSR2):
         verbose=0,
         checkpoint_every=1,
         variance_estimate="exact",
+        working_set="auto",
         class_weight=None,
     ):
         self.penalty = penalty
@@ -503,6 +524,7 @@ class SR2Classifier(ClassifierMixin, _BaseSR2):
         self.verbose = verbose
         self.checkpoint_every = checkpoint_every
         self.variance_estimate = variance_estimate
+        self.working_set = working_set
         self.class_weight = class_weight
 
     def _encode_targets(self, y, sample_weight, partial, classes):
