@@ -53,6 +53,16 @@ class SR2Rule:
         guard = 10.0 * eps * max(1.0, abs(objective))
         return (actual + guard) / (predicted + guard)
 
+    @staticmethod
+    def model_decrease(r_w, r_trial, g_dot_s, s_sq, sigma):
+        """xi = R(w) - R(w+s) - g's, floored at sigma/2 ||s||^2.
+
+        s minimises g's + sigma/2 ||s||^2 + R(w+s), so comparing with s = 0 gives
+        xi >= sigma/2 ||s||^2 in exact arithmetic; a smaller computed value is rounding in
+        R(w) - R(w+s), which would otherwise reject tiny, correct steps near the optimum.
+        """
+        return max(r_w - r_trial - g_dot_s, 0.5 * sigma * s_sq)
+
     def update(self, rho, sigma):
         """Return ``(accepted, new_sigma, clamped)`` for the ratio ``rho``.
 

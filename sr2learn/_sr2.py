@@ -12,6 +12,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, eigsh
 
+from ._rule import SR2Rule
+
 __all__ = ["LinearProblem", "SolverState", "solve"]
 
 VARIANCE_REDUCTIONS = ("svrg", "growing_batch")
@@ -166,13 +168,21 @@ class SolverState:
     batch_size: int
     n_steps: int = 0
     n_epochs: int = 0
+    grad: np.ndarray | None = None  # grad f at W, from the last checkpoint
 
 
+@dataclass
 class _Reference:
     """SVRG reference point: full gradient ``mu`` and per-sample derivatives ``D``."""
 
-    def __init__(self, W, D, mu):
-        self.W, self.D, self.mu = W, D, mu
+    D: np.ndarray
+    mu: np.ndarray
+
+
+def _reference(problem, W):
+    """The SVRG reference at W: one full gradient pass."""
+    _, grads, Ds = _full_pass(problem, [W], with_value=False)
+    return _Reference(Ds[0], grads[0])
 
 
 @dataclass
@@ -202,6 +212,15 @@ def _prox_step(problem, penalty, W, g, sigma):
     return W_trial
 
 
+def _model_step(problem, penalty, W, R_w, g, sigma):
+    """The SR2 step for gradient g: (w + s, s, R(w + s), xi)."""
+    W_trial = _prox_step(problem, penalty, W, g, sigma)
+    S = W_trial - W
+    R_trial = penalty.value(W_trial[: problem.p])
+    xi = SR2Rule.model_decrease(R_w, R_trial, float(np.vdot(g, S)), float(np.vdot(S, S)), sigma)
+    return W_trial, S, R_trial, xi
+
+
 def _draw(problem, penalty, W, R_w, sigma, idx, ref):
     XB, YB, swB = problem.rows(idx)
     m = swB.shape[0]
@@ -216,12 +235,7 @@ def _draw(problem, penalty, W, R_w, sigma, idx, ref):
     else:
         # SVRG: g = g_B(w) - g_B(w~) + grad f(w~), with one product by X_B^T.
         g = problem.transpose(XB, DB - ref.D[idx] / m) + ref.mu
-    W_trial = _prox_step(problem, penalty, W, g, sigma)
-    S = W_trial - W
-    R_trial = penalty.value(W_trial[: problem.p])
-    # s minimises g's + sigma/2 ||s||^2 + R(w+s), so comparing with s = 0 gives
-    # xi >= sigma/2 ||s||^2 exactly; a smaller computed value is rounding in R(w) - R(w+s).
-    xi = max(R_w - R_trial - float(np.vdot(g, S)), 0.5 * sigma * float(np.vdot(S, S)))
+    W_trial, S, R_trial, xi = _model_step(problem, penalty, W, R_w, g, sigma)
     return _Draw(XB, YB, swB, ZB, DB, f_batch, g, S, W_trial, R_trial, xi, per_sample_D, dloss)
 
 
@@ -253,33 +267,36 @@ def _subdiff_dist(problem, penalty, W, G):
     return math.sqrt(total)
 
 
-def _batch_variance(problem, draw, ref, idx):
-    """Unbiased in-batch estimate of E||grad f(w) - g||^2 from one draw of m rows:
-    (1 - m/n) / (m (m - 1)) sum_i ||h_i - mean h||^2, h_i the per-sample gradients of the
-    estimator (minus the reference's under SVRG)."""
-    m, n = draw.swB.shape[0], problem.n
+def _in_batch_variance(norms_sq, E, mean, n):
+    """Unbiased estimate of the variance of a batch mean of m per-sample gradients
+    h_i = x~_i e_i^T drawn without replacement from n: (1 - m/n) / (m (m - 1)) times
+    sum_i ||h_i - mean||^2, with ||h_i||^2 = ||x~_i||^2 ||e_i||^2 (rank one)."""
+    m = E.shape[0]
     if m <= 1 or m >= n:
         return 0.0
-    E = draw.per_sample_D if ref is None else draw.per_sample_D - ref.D[idx]
-    XB = draw.XB
-    if hasattr(XB, "multiply"):
-        norms = np.asarray(XB.multiply(XB).sum(axis=1)).ravel() + problem.c**2
-    else:
-        norms = np.einsum("ij,ij->i", XB, XB) + problem.c**2
-    mean = problem.transpose(XB, E) / m
-    total = float(np.dot(norms, np.einsum("ij,ij->i", E, E))) - m * float(np.vdot(mean, mean))
+    total = float(np.dot(norms_sq, np.einsum("ij,ij->i", E, E))) - m * float(np.vdot(mean, mean))
     return (1.0 - m / n) / (m * (m - 1)) * max(total, 0.0)
+
+
+def _batch_variance(problem, draw, ref, idx):
+    """In-batch estimate of E||grad f(w) - g||^2 from the draw's own rows, for the
+    estimator in use (per-sample gradients minus the reference's under SVRG)."""
+    E = draw.per_sample_D if ref is None else draw.per_sample_D - ref.D[idx]
+    mean = draw.g if ref is None else draw.g - ref.mu
+    XB = draw.XB
+    if sp.issparse(XB):
+        norms = np.asarray(XB.multiply(XB).sum(axis=1)).ravel()
+    else:
+        norms = np.einsum("ij,ij->i", XB, XB)
+    return _in_batch_variance(norms + problem.c**2, E, mean, problem.n)
 
 
 def _stationarity_measure(problem, penalty, W, R_w, G, sigma):
     """R2's sqrt(sigma * xi) for the full-gradient step at ``sigma`` (the number tol is
     compared to). The solvers pass sigma = L, so the measure does not move with the
     adaptive sigma: it is the norm of the proximal-gradient mapping with step 1/L."""
-    W_full = _prox_step(problem, penalty, W, G, sigma)
-    S = W_full - W
-    xi = R_w - penalty.value(W_full[: problem.p]) - float(np.vdot(G, S))
-    # xi >= sigma/2 ||s||^2 in exact arithmetic; the max keeps rounding from zeroing it.
-    return max(math.sqrt(max(sigma * xi, 0.0)), sigma * math.sqrt(0.5 * float(np.vdot(S, S))))
+    xi = _model_step(problem, penalty, W, R_w, G, sigma)[3]  # xi >= 0 by its floor
+    return math.sqrt(sigma * xi)
 
 
 def _exact_variance(problem, E, mean_grad, batch_size):
@@ -342,13 +359,13 @@ def solve(
     sigma_seen = [sigma]
     accepted_steps = []
     tol_abs = None
+    last_grad = None
 
-    def checkpoint(epoch):
-        nonlocal ref, tol_abs
+    def checkpoint():
+        nonlocal ref, tol_abs, last_grad
         idx = np.sort(diag_rng.choice(n, size=min(b, n), replace=False))
         if svrg and ref is None:
-            _, grads, Ds = _full_pass(problem, [W], with_value=False)
-            ref = _Reference(W.copy(), Ds[0], grads[0])
+            ref = _reference(problem, W)
         draw = _draw(problem, penalty, W, R_w, sigma, idx, ref)
         value, grads, Ds = _full_pass(problem, [W, draw.W_trial])
         G, G_trial = grads
@@ -389,8 +406,9 @@ def solve(
                 diagnostics.tol_scale = tol_scale
             tol_abs = tol * diagnostics.tol_scale
             diagnostics.tol = tol_abs
+        last_grad = G
         if svrg:
-            ref = _Reference(W.copy(), Ds[0], G)  # the next epoch's reference, free here
+            ref = _Reference(Ds[0], G)  # the next epoch's reference, free here
         if verbose:
             print(
                 f"[SR2] epoch {state.n_epochs:4d}  F = {value + R_w:.8e}  measure = "
@@ -399,11 +417,10 @@ def solve(
         return tol_abs is not None and measure <= tol_abs
 
     if diagnostics.n_steps == 0:
-        checkpoint(state.n_epochs)  # recorded, but a fit always runs at least one epoch
+        checkpoint()  # recorded, but a fit always runs at least one epoch
     converged = False
-    if svrg and ref is None:
-        _, grads, Ds = _full_pass(problem, [W], with_value=False)
-        ref = _Reference(W.copy(), Ds[0], grads[0])
+    if svrg and ref is None and max_epochs > 0:
+        ref = _reference(problem, W)
     epochs_run = 0
     while not converged and epochs_run < max_epochs:
         # Random reshuffling of blocks of the pre-shuffled rows: a random shift of the block
@@ -433,17 +450,21 @@ def solve(
                 W, R_w = d.W_trial, d.R_trial
                 accepted_steps.append(step_sq)
             if variance_reduction == "growing_batch" and m > 1:
-                per_sample_sq = np.einsum("ij,ij->i", d.per_sample_D, d.per_sample_D)
-                sq = float(np.dot(problem.row_norms_sq[idx], per_sample_sq))
-                g_sq = float(np.vdot(d.g, d.g))
-                var = (1.0 - m / n) / (m * (m - 1)) * max(0.0, sq - m * g_sq)
+                var = _in_batch_variance(problem.row_norms_sq[idx], d.per_sample_D, d.g, n)
                 violations += var > NORM_TEST_THETA**2 * sigma**2 * step_sq
                 n_batches += 1
             state.n_steps += 1
             diagnostics.n_sigma_clamps += clamped
             diagnostics.record_step(
-                state.n_steps, state.n_epochs + 1, sigma, rho, float(accepted), step_sq, d.xi,
-                objective, _nnz(problem, W),
+                state.n_steps,
+                state.n_epochs + 1,
+                sigma,
+                rho,
+                float(accepted),
+                step_sq,
+                d.xi,
+                objective,
+                _nnz(problem, W),
             )
             sigma = new_sigma
             sigma_seen.append(sigma)
@@ -453,11 +474,8 @@ def solve(
             b = min(n, 2 * b)
         last = epochs_run == max_epochs
         if last or epochs_run % checkpoint_every == 0:
-            converged = checkpoint(state.n_epochs)
+            converged = checkpoint()
         elif svrg:
-            _, grads, Ds = _full_pass(problem, [W], with_value=False)
-            ref = _Reference(W.copy(), Ds[0], grads[0])
+            ref = _reference(problem, W)
     diagnostics.converged = bool(converged)
-    return SolverState(
-        W=W, sigma=sigma, batch_size=b, n_steps=state.n_steps, n_epochs=state.n_epochs
-    )
+    return SolverState(W, sigma, b, state.n_steps, state.n_epochs, grad=last_grad)

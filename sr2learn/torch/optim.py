@@ -239,14 +239,10 @@ class SR2(torch.optim.Optimizer):
         sigma = self.sigma
         terms = []  # R(w), R(w+s), g's, ||s||^2, nnz(w), nnz(w+s), summed over groups
         saved = []
-        for group in self.param_groups:
-            ps = [p for p in group["params"] if p.grad is not None]
-            if not ps:
-                continue
+        for penalty, ps in self._segments():
             w = _flat(ps)
             g = _flat([p.grad for p in ps])
             trial = w - g / sigma
-            penalty = _group_penalty(group)
             if penalty is not None:
                 trial = penalty.prox(trial, 1.0 / sigma)
                 r_w, r_trial = penalty.value_array(w), penalty.value_array(trial)
@@ -273,10 +269,10 @@ class SR2(torch.optim.Optimizer):
         summed = torch.stack([t.to(torch.float64).to(losses.device) for t in terms]).sum(0)
         f_w, f_trial, r_w, r_trial, gs, s_sq, nnz, nnz_trial = torch.cat([losses, summed]).tolist()
 
-        xi = max(r_w - r_trial - gs, 0.5 * sigma * s_sq)  # xi >= sigma/2 ||s||^2 exactly
+        rule = self._rule()
+        xi = rule.model_decrease(r_w, r_trial, gs, s_sq, sigma)
         actual = (f_w + r_w) - (f_trial + r_trial)
         eps = torch.finfo(saved[0][1].dtype).eps if saved else 2.2e-16
-        rule = self._rule()
         rho = rule.ratio(actual, xi, f_w + r_w, eps)
         accepted, new_sigma, clamped = rule.update(rho, sigma)
         if not accepted:
@@ -354,8 +350,8 @@ class SR2(torch.optim.Optimizer):
             s_sq += float(torch.dot(s, s))
             saved.append((ps, w))
             trial_flats.append(trial)
-        # The measure of the NumPy solver: sqrt(sigma xi), xi >= sigma/2 ||s||^2.
-        xi = max(r_w - r_trial - gs, 0.5 * sigma * s_sq)
+        # The measure of the NumPy solver: sqrt(sigma xi).
+        xi = SR2Rule.model_decrease(r_w, r_trial, gs, s_sq, sigma)
         # Gradient of the first minibatch at w + s, for the secant L and dist_trial.
         for (_, ps), trial in zip(segments, trial_flats, strict=True):
             _copy_flat_into(ps, trial)
