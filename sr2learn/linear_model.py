@@ -122,7 +122,7 @@ _ATTRS_DOC = """
     n_iter_ : int
         Number of epochs run.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Defined only when X has string feature names.
     sigma_ : float
         sigma at the end of the fit (reused by partial_fit and warm_start).
@@ -329,7 +329,8 @@ def _intercept_scale(X, sample_weight):
 
 
 class SR2Regressor(RegressorMixin, _BaseSR2):
-    """Sparse linear regression fitted by SR2 (squared loss + l1, l0, lp or k-sparse).
+    __doc__ = (
+        """Sparse linear regression fitted by SR2 (squared loss + l1, l0, lp or k-sparse).
 
     Minimises ``1/(2n) sum_i s_i (y_i - x_i.w - b)^2 + R(w)`` with ``s`` the sample
     weights normalised to mean 1: with ``penalty="l1"`` exactly the objective of
@@ -358,6 +359,7 @@ class SR2Regressor(RegressorMixin, _BaseSR2):
     >>> reg.diagnostics_.converged
     True
     """
+    )
 
     def __init__(
         self,
@@ -441,7 +443,8 @@ class SR2Regressor(RegressorMixin, _BaseSR2):
 
 
 class SR2Classifier(ClassifierMixin, _BaseSR2):
-    """Sparse logistic (binary) and multinomial regression fitted by SR2.
+    __doc__ = (
+        """Sparse logistic (binary) and multinomial regression fitted by SR2.
 
     Minimises ``1/n sum_i s_i logloss_i + R(w)`` with ``s`` the sample weights
     normalised to mean 1: for two classes and ``penalty="l1"`` the objective of
@@ -474,6 +477,7 @@ class SR2Classifier(ClassifierMixin, _BaseSR2):
     >>> clf.fit(X, y).score(X, y) > 0.95
     True
     """
+    )
 
     _parameter_constraints = {
         **_BaseSR2._parameter_constraints,
