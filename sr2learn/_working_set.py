@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from ._sr2 import LinearProblem, SolverState, _full_pass, solve
+from ._sr2 import LinearProblem, SolverState, solve
 from .diagnostics import CHECKPOINT_KEYS, ConvergenceDiagnostics
 
 __all__ = ["solve_working_set", "use_working_set"]
@@ -32,12 +32,14 @@ def use_working_set(option, n_features, penalty):
 
 def _full_checkpoint(problem, penalty, state, rule, rng, variance_reduction, tol, tol_scale,
                      variance_estimate):  # fmt: skip
-    """A full-problem checkpoint at ``state.W`` (no step is taken)."""
+    """A full-problem checkpoint at ``state.W`` (no step is taken): the checkpoint, the
+    tolerance scale and the full gradient at W."""
     probe = ConvergenceDiagnostics()
-    solve(problem, penalty, SolverState(state.W, state.sigma, state.batch_size), rule,
-          max_epochs=0, tol=tol, variance_reduction=variance_reduction, rng=rng,
-          diagnostics=probe, variance_estimate=variance_estimate, tol_scale=tol_scale)  # fmt: skip
-    return probe.last_checkpoint(), probe.tol_scale
+    out = solve(problem, penalty, SolverState(state.W, state.sigma, state.batch_size), rule,
+                max_epochs=0, tol=tol, variance_reduction=variance_reduction, rng=rng,
+                diagnostics=probe, variance_estimate=variance_estimate,
+                tol_scale=tol_scale)  # fmt: skip
+    return probe.last_checkpoint(), probe.tol_scale, out.grad
 
 
 def solve_working_set(
@@ -70,7 +72,7 @@ def solve_working_set(
     accepted = []  # squared lengths of the accepted steps since the last checkpoint
     while True:
         full_state = SolverState(W, sigma, b, steps, epochs)
-        last, tol_scale = _full_checkpoint(problem, penalty, full_state, rule, rng,
+        last, tol_scale, G = _full_checkpoint(problem, penalty, full_state, rule, rng,
                                            variance_reduction, tol, tol_scale,
                                            variance_estimate)  # fmt: skip
         if accepted:
@@ -88,8 +90,6 @@ def solve_working_set(
         used = epochs - state.n_epochs
         if used >= max_epochs:
             break
-        _, grads, _ = _full_pass(problem, [W], with_value=False)
-        G = grads[0]
         violation = np.linalg.norm(
             np.atleast_2d(penalty.subdiff_distance(W[:p], G[:p])).reshape(p, -1), axis=1
         )
