@@ -15,6 +15,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._sr2 import VARIANCE_REDUCTIONS, LinearProblem
+from .datafits import Logistic, Quadratic
 from .linear_model import SR2Classifier, SR2Regressor, _intercept_scale
 from .penalties import PENALTY_NAMES, check_penalty
 
@@ -51,9 +52,9 @@ def alpha_max(estimator, X, y, sample_weight=None):
     b = np.zeros((1, problem.K))
     if est.fit_intercept:
         mean = (sw[:, None] * Y).sum(axis=0) / n
-        if datafit.__class__.__name__ == "Quadratic":
+        if isinstance(datafit, Quadratic):
             b[0] = mean
-        elif datafit.__class__.__name__ == "Logistic":
+        elif isinstance(datafit, Logistic):
             b[0] = np.log(mean / (1 - mean))
         else:
             b[0] = np.log(mean)
@@ -77,17 +78,28 @@ def alpha_max(estimator, X, y, sample_weight=None):
     return hi
 
 
-def _fit_path(base, X, y, sample_weight, train, test, alphas, scorer):
-    est = clone(base).set_params(warm_start=True)
-    Xtr = X[train]
-    sw = None if sample_weight is None else sample_weight[train]
-    scores, unconverged = [], 0
+def _walk_path(est, alphas, X, y, sample_weight, after_fit=None):
+    """Fit the warm-started ``est`` at each alpha in turn, calling ``after_fit(est)`` after
+    each fit; returns how many of the fits did not converge."""
+    unconverged = 0
     for alpha in alphas:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
-            est.set_params(alpha=alpha).fit(Xtr, y[train], sample_weight=sw)
+            est.set_params(alpha=alpha).fit(X, y, sample_weight=sample_weight)
         unconverged += any(issubclass(w.category, ConvergenceWarning) for w in caught)
-        scores.append(scorer(est, X[test], y[test]))
+        if after_fit is not None:
+            after_fit(est)
+    return unconverged
+
+
+def _fit_path(base, X, y, sample_weight, train, test, alphas, scorer):
+    est = clone(base).set_params(warm_start=True)
+    sw = None if sample_weight is None else sample_weight[train]
+    scores = []
+    unconverged = _walk_path(
+        est, alphas, X[train], y[train], sw,
+        after_fit=lambda fitted: scores.append(scorer(fitted, X[test], y[test])),
+    )  # fmt: skip
     return scores, unconverged
 
 
@@ -172,14 +184,11 @@ class _SR2CVMixin:
         self.alpha_ = float(alphas[best])
         # Refit along the path down to alpha_, warm-started, on all the data.
         est = clone(base).set_params(warm_start=True)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            for alpha in alphas[: best + 1]:
-                est.set_params(alpha=alpha).fit(X, y, sample_weight=sample_weight)
-        unconverged += any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        unconverged += _walk_path(est, alphas[: best + 1], X, y, sample_weight)
         if unconverged:
             warnings.warn(
-                f"{unconverged} of {len(folds) * len(alphas) + 1} path fits did not converge "
+                f"{unconverged} of {len(folds) * len(alphas) + best + 1} path fits did not "
+                "converge "
                 f"(tol={self.tol}); the chosen alpha_={self.alpha_:.3e} may be affected. "
                 "Increase max_iter.",
                 ConvergenceWarning,

@@ -323,7 +323,7 @@ def _intercept_scale(X, sample_weight):
     if sp.issparse(X):
         sq = np.asarray(X.multiply(X).T @ sample_weight).ravel()
     else:
-        sq = sample_weight @ (X * X)
+        sq = np.einsum("ij,ij,i->j", X, X, sample_weight)  # no n x p temporary
     top = float(np.max(sq)) / n if sq.size else 0.0
     return math.sqrt(top) if top > 0 and math.isfinite(top) else 1.0
 
