@@ -14,12 +14,10 @@ Usage: python benchmarks/bench_lasso.py
 
 import os
 import sys
-import time
-import warnings
 
 import numpy as np
+from _common import timed_fit
 from sklearn.datasets import load_diabetes
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Lasso
 from sklearn.preprocessing import StandardScaler
 
@@ -95,11 +93,7 @@ def main():
                 rows = []
                 for k in budgets:
                     est = make(k)
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", ConvergenceWarning)
-                        start = time.perf_counter()
-                        est.fit(X, y)
-                        seconds = time.perf_counter() - start
+                    seconds = timed_fit(est, X, y)
                     rows.append((seconds, objective(X, y, est.coef_, est.intercept_, alpha),
                                  est.coef_.copy()))  # fmt: skip
                 results[name] = rows

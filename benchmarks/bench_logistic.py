@@ -18,13 +18,10 @@ Usage: python benchmarks/bench_logistic.py [--alphas 1e-3 1e-4] [--quick]
 import argparse
 import os
 import sys
-import time
-import warnings
 
 import numpy as np
-from _common import data_home
+from _common import data_home, timed_fit
 from scipy.special import log_expit
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 
 from sr2learn import SR2Classifier
@@ -76,11 +73,7 @@ def run(name, make, budgets, X, y, X_test, y_test, alpha):
     rows = []
     for k in budgets:
         est = make(k)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            start = time.perf_counter()
-            est.fit(X, y)
-            seconds = time.perf_counter() - start
+        seconds = timed_fit(est, X, y)
         coef = np.ravel(est.coef_)
         intercept = float(np.ravel(est.intercept_)[0])
         epochs = getattr(est, "n_iter_", None)
