@@ -1,14 +1,58 @@
 """The SR2 acceptance rule (DESIGN §1, steps 5-6), written once for both backends.
 
-Everything here works on Python floats: the NumPy solver and the torch optimizer each
-reduce one step to the scalars (actual decrease, model decrease, batch objective) and
-call :meth:`SR2Rule.ratio` and :meth:`SR2Rule.update`.
+Everything here works on floats: the NumPy solver and the torch optimizer each reduce
+one step to the scalars (actual decrease, model decrease, batch objective) and call
+:meth:`SR2Rule.ratio` and :meth:`SR2Rule.update`. The formulas are plain functions of
+floats so that the compiled linear-model kernel (:mod:`sr2learn._kernel`) compiles these
+very functions with numba instead of restating them.
 """
 
 import math
 from dataclasses import dataclass
 
-__all__ = ["SR2Rule"]
+__all__ = ["SR2Rule", "sr2_ratio", "sr2_update", "model_decrease"]
+
+
+
+def sr2_ratio(actual, predicted, objective, eps):
+    """rho = actual / predicted decrease, guarded against rounding as in R2.
+
+    ``actual`` is F_B(w) - F_B(w + s) (on the variance-reduction surrogate when one
+    is used), ``predicted`` is xi = psi(0) - psi(s), ``objective`` is F_B(w) and
+    ``eps`` the machine epsilon of the data. Returns NaN (a rejection) when xi <= 0
+    or either decrease is not finite, except for a null step (xi = 0 and no actual
+    change: the prox kept w), which gets 1: rejecting it would only grow sigma and make
+    the next step smaller still (an l0 fit climbed to sigma_max on a run of null steps).
+    """
+    if predicted == 0.0 and actual == 0.0:
+        return 1.0
+    if not (math.isfinite(actual) and math.isfinite(predicted)) or predicted <= 0.0:
+        return math.nan
+    guard = 10.0 * eps * max(1.0, abs(objective))
+    return (actual + guard) / (predicted + guard)
+
+
+def model_decrease(r_w, r_trial, g_dot_s, s_sq, sigma):
+    """xi = R(w) - R(w+s) - g's, floored at sigma/2 ||s||^2.
+
+    s minimises g's + sigma/2 ||s||^2 + R(w+s), so comparing with s = 0 gives
+    xi >= sigma/2 ||s||^2 in exact arithmetic; a smaller computed value is rounding in
+    R(w) - R(w+s), which would otherwise reject tiny, correct steps near the optimum.
+    """
+    return max(r_w - r_trial - g_dot_s, 0.5 * sigma * s_sq)
+
+
+def sr2_update(rho, sigma, eta1, eta2, gamma1, gamma3, sigma_min, sigma_max):
+    """``(accepted, new_sigma, clamped)`` for the ratio ``rho`` (NaN: a rejection)."""
+    accepted = rho >= eta1  # False for NaN
+    if rho >= eta2:
+        target = gamma3 * sigma
+    elif accepted:
+        target = sigma
+    else:
+        target = gamma1 * sigma
+    new_sigma = min(sigma_max, max(sigma_min, target))
+    return accepted, new_sigma, new_sigma != target
 
 
 @dataclass(frozen=True)
@@ -41,27 +85,13 @@ class SR2Rule:
 
     @staticmethod
     def ratio(actual, predicted, objective, eps):
-        """rho = actual / predicted decrease, guarded against rounding as in R2.
-
-        ``actual`` is F_B(w) - F_B(w + s) (on the variance-reduction surrogate when one
-        is used), ``predicted`` is xi = psi(0) - psi(s), ``objective`` is F_B(w) and
-        ``eps`` the machine epsilon of the data. Returns NaN (a rejection) when xi <= 0
-        or either decrease is not finite.
-        """
-        if not (math.isfinite(actual) and math.isfinite(predicted)) or predicted <= 0.0:
-            return math.nan
-        guard = 10.0 * eps * max(1.0, abs(objective))
-        return (actual + guard) / (predicted + guard)
+        """rho (see :func:`sr2_ratio`)."""
+        return sr2_ratio(actual, predicted, objective, eps)
 
     @staticmethod
     def model_decrease(r_w, r_trial, g_dot_s, s_sq, sigma):
-        """xi = R(w) - R(w+s) - g's, floored at sigma/2 ||s||^2.
-
-        s minimises g's + sigma/2 ||s||^2 + R(w+s), so comparing with s = 0 gives
-        xi >= sigma/2 ||s||^2 in exact arithmetic; a smaller computed value is rounding in
-        R(w) - R(w+s), which would otherwise reject tiny, correct steps near the optimum.
-        """
-        return max(r_w - r_trial - g_dot_s, 0.5 * sigma * s_sq)
+        """xi (see :func:`model_decrease`)."""
+        return model_decrease(r_w, r_trial, g_dot_s, s_sq, sigma)
 
     def update(self, rho, sigma):
         """Return ``(accepted, new_sigma, clamped)`` for the ratio ``rho``.
@@ -69,12 +99,8 @@ class SR2Rule:
         A NaN ``rho`` is a rejection. ``clamped`` is True when the new sigma was cut to
         ``[sigma_min, sigma_max]``.
         """
-        accepted = rho >= self.eta1  # False for NaN
-        if rho >= self.eta2:
-            target = self.gamma3 * sigma
-        elif accepted:
-            target = sigma
-        else:
-            target = self.gamma1 * sigma
-        new_sigma = min(self.sigma_max, max(self.sigma_min, target))
-        return bool(accepted), new_sigma, new_sigma != target
+        accepted, new_sigma, clamped = sr2_update(
+            rho, sigma, self.eta1, self.eta2, self.gamma1, self.gamma3,
+            self.sigma_min, self.sigma_max,
+        )  # fmt: skip
+        return bool(accepted), new_sigma, bool(clamped)

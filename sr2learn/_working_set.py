@@ -30,6 +30,19 @@ def use_working_set(option, n_features, penalty):
     return bool(option)
 
 
+def _violation(penalty, W, G, lipschitz):
+    """Per feature, how far from optimal it is: the larger of dist(-grad_j, dR_j(w_j))
+    and the size of its proximal-gradient step at sigma = L. The second matters for the
+    nonconvex penalties, whose subdifferential at zero is the whole line (a zero
+    coordinate never "violates"), yet a step can leave zero."""
+    p = W.shape[0]
+    dist = penalty.subdiff_distance(W, G)
+    if lipschitz > 0 and math.isfinite(lipschitz):
+        move = lipschitz * np.abs(penalty.prox(W - G / lipschitz, 1.0 / lipschitz) - W)
+        dist = np.maximum(dist, move)
+    return np.linalg.norm(np.atleast_2d(dist).reshape(p, -1), axis=1)
+
+
 def _full_checkpoint(problem, penalty, state, rule, rng, variance_reduction, tol, tol_scale,
                      variance_estimate):  # fmt: skip
     """A full-problem checkpoint at ``state.W`` (no step is taken): the checkpoint, the
@@ -39,7 +52,7 @@ def _full_checkpoint(problem, penalty, state, rule, rng, variance_reduction, tol
                 max_epochs=0, tol=tol, variance_reduction=variance_reduction, rng=rng,
                 diagnostics=probe, variance_estimate=variance_estimate,
                 tol_scale=tol_scale)  # fmt: skip
-    return probe.last_checkpoint(), probe.tol_scale, out.grad
+    return probe.last_checkpoint(), probe.tol_scale, out.grad, out.derivatives
 
 
 def solve_working_set(
@@ -72,7 +85,7 @@ def solve_working_set(
     accepted = []  # squared lengths of the accepted steps since the last checkpoint
     while True:
         full_state = SolverState(W, sigma, b, steps, epochs)
-        last, tol_scale, G = _full_checkpoint(problem, penalty, full_state, rule, rng,
+        last, tol_scale, G, D = _full_checkpoint(problem, penalty, full_state, rule, rng,
                                            variance_reduction, tol, tol_scale,
                                            variance_estimate)  # fmt: skip
         if accepted:
@@ -90,24 +103,30 @@ def solve_working_set(
         used = epochs - state.n_epochs
         if used >= max_epochs:
             break
-        violation = np.linalg.norm(
-            np.atleast_2d(penalty.subdiff_distance(W[:p], G[:p])).reshape(p, -1), axis=1
-        )
+        violation = _violation(penalty, W[:p], G[:p], last["lipschitz"])
         support = np.flatnonzero(np.any(W[:p] != 0, axis=1))
         size = max(size, 2 * support.size)
         violation[support] = np.inf  # the support always stays in the set
-        ws = np.sort(np.argsort(-violation, kind="stable")[: min(p, size)])
+        # Largest violation first; among equal ones (zero, mostly), largest gradient.
+        grad_size = np.linalg.norm(G[:p].reshape(p, -1), axis=1)
+        ws = np.sort(np.lexsort((-grad_size, -violation))[: min(p, size)])
         X_ws = problem.X[:, ws]
         sub = LinearProblem(X_ws, problem.Y, problem.sw, problem.datafit, problem.c)
+        # A column subset has a smaller spectral norm: the full problem's L bounds the
+        # restricted one's, without another eigenvalue computation per outer iteration.
+        sub._lipschitz = problem.lipschitz()
         rows = np.r_[ws, np.arange(p, problem.n_rows)]
         sub_state = SolverState(W[rows], sigma, b, steps, epochs)
         inner = ConvergenceDiagnostics()
         # Solve the restricted problem a decade below the current full-problem measure.
         inner_tol = None if tol is None else max(tol * tol_scale, 0.1 * last["measure"])
+        # W is zero off the set, so the full checkpoint's derivatives and the gradient's
+        # rows on the set are the restricted problem's SVRG reference.
+        reference = None if D is None else (D, G[rows])
         new = solve(sub, penalty, sub_state, rule, max_epochs=max_epochs - used,
                     tol=inner_tol, tol_scale=1.0, variance_reduction=variance_reduction,
                     rng=rng, diagnostics=inner, variance_estimate=variance_estimate,
-                    verbose=verbose)  # fmt: skip
+                    verbose=verbose, reference=reference, light=True)  # fmt: skip
         diagnostics._steps.extend(inner._steps)
         accepted = [row[5] for row in inner._steps if row[4]]
         diagnostics.n_sigma_clamps += inner.n_sigma_clamps

@@ -81,6 +81,16 @@ class ConvergenceDiagnostics:
         # One tuple per step keeps the recording cost to a single list append.
         self._steps.append((iteration, epoch, sigma, rho, accepted, step_sq, xi, objective, nnz))
 
+    def record_steps(self, first_iteration, epoch, sigma, rho, accepted, step_sq, xi, objective,
+                     nnz):  # fmt: skip
+        """Record a run of consecutive steps from per-step arrays (the compiled epoch)."""
+        iterations = range(first_iteration, first_iteration + len(sigma))
+        self._steps.extend(
+            zip(iterations, [epoch] * len(sigma), sigma.tolist(), rho.tolist(),
+                accepted.tolist(), step_sq.tolist(), xi.tolist(), objective.tolist(),
+                nnz.tolist(), strict=True)
+        )  # fmt: skip
+
     def record_checkpoint(self, **values):
         missing = set(CHECKPOINT_KEYS) - values.keys()
         if missing:

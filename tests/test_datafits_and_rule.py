@@ -107,6 +107,7 @@ def test_rule_update(rho, sigma, expected):
 def test_ratio_rejects_nonpositive_model_decrease_and_nonfinite_values():
     eps = np.finfo(float).eps
     assert math.isnan(SR2Rule.ratio(1.0, 0.0, 1.0, eps))
+    assert SR2Rule.ratio(0.0, 0.0, 1.0, eps) == 1.0  # a null step is not a rejection
     assert math.isnan(SR2Rule.ratio(1.0, -1e-3, 1.0, eps))
     assert math.isnan(SR2Rule.ratio(math.inf, 1.0, 1.0, eps))
     assert math.isnan(SR2Rule.ratio(-math.inf, 1.0, 1.0, eps))
