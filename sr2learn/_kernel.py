@@ -130,7 +130,7 @@ def sr2_epoch(dense, data, indices, indptr, p, y, sw, c, loss, pen, alpha,
     ``w`` (length p, plus one for the intercept in scaled units when ``c > 0``) is updated
     in place; the trace arrays receive one entry per step. Dense X is passed as its
     C-ordered ravel in ``data`` (``indices``/``indptr`` unused). Returns
-    (R(w), sigma, number of sigma clamps).
+    (R(w), sigma, number of sigma clamps, number of coordinates visited by the steps).
     """
     has_int = w.shape[0] > p
     n_batches = order.shape[0]
@@ -152,6 +152,7 @@ def sr2_epoch(dense, data, indices, indptr, p, y, sw, c, loss, pen, alpha,
     for j in range(p):
         nnz += int(w[j] != 0.0)
     clamps = 0
+    visits = 0
     for step in range(n_batches):
         a = edges[order[step]]
         b = edges[order[step] + 1]
@@ -193,6 +194,7 @@ def sr2_epoch(dense, data, indices, indptr, p, y, sw, c, loss, pen, alpha,
                 touched[n_touch] = j
                 n_touch += 1
         # The trial step on the visited coordinates (all others have s_j = 0 exactly).
+        visits += n_touch
         inv = 1.0 / sigma
         s_sq = 0.0
         g_dot_s = 0.0
@@ -258,7 +260,7 @@ def sr2_epoch(dense, data, indices, indptr, p, y, sw, c, loss, pen, alpha,
         if lazy and sigma < sigma_low:
             sigma_low = SIGMA_LOW_FACTOR * sigma
             n_act = _build_active(w, mu, p, pen, alpha, sigma_low, lazy, active, act)
-    return R_w, sigma, clamps
+    return R_w, sigma, clamps, visits
 
 
 def kernel_codes(problem, penalty, variance_reduction):

@@ -363,7 +363,7 @@ def _compiled_epoch(problem, penalty, data, W, R_w, sigma, edges, order, ref, ru
         refD, mu = np.zeros(0, dtype=W.dtype), np.zeros(problem.n_rows, dtype=W.dtype)
     else:
         refD, mu = np.ascontiguousarray(ref.D[:, 0]), np.ascontiguousarray(ref.mu[:, 0])
-    R_w, sigma, clamps = sr2_epoch(
+    R_w, sigma, clamps, _ = sr2_epoch(
         data.dense, data.data, data.indices, data.indptr, problem.p, data.y, problem.sw,
         problem.c, data.loss, data.pen, float(penalty.alpha), w, R_w, sigma,
         edges.astype(np.int64), order.astype(np.int64), refD, mu, ref is not None, lazy,
