@@ -3,7 +3,8 @@
 Objective, the same for every solver: mean log-loss + alpha ||w||_1 (LogisticRegression with
 C = 1/(n alpha); SGDClassifier(loss="log_loss", penalty="l1", alpha); skglm's
 SparseLogisticRegression(alpha)). Each solver is run with a growing iteration budget (no
-larger budget once a run took over 30 s); every run is timed and its objective computed here.
+larger budget once a run took over 30 s); every run is timed (runs under a second: the best of
+three) and its objective computed here.
 The best objective found by any run is the reference, and the table gives, per solver: the
 time and epochs (passes over the data, where the solver counts them) to reach 1e-3 and 1e-4
 relative suboptimality, the best suboptimality reached, nonzeros and test accuracy of the last
@@ -28,6 +29,7 @@ from sr2learn import SR2Classifier
 from sr2learn.datasets import load_adult, load_mnist5k
 
 TIME_CAP = 30.0  # seconds: no larger budget is tried once a run took longer
+EPOCH_BUDGETS = [2**i for i in range(13)]  # 1 to 4096 epochs, cut by TIME_CAP
 RESULTS = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "docs", "benchmark_results"
 )
@@ -42,13 +44,13 @@ def solvers(alpha, n):
     out = {
         "SR2": (
             lambda k: SR2Classifier(alpha=alpha, max_iter=k, tol=0.0, random_state=0),
-            [1, 2, 4, 8, 16, 32, 64, 128, 256],
+            EPOCH_BUDGETS,
         ),
         "saga": (
             lambda k: LogisticRegression(
                 l1_ratio=1.0, C=1.0 / (n * alpha), solver="saga", max_iter=k, tol=0.0
             ),
-            [1, 2, 4, 8, 16, 32, 64, 128, 256],
+            EPOCH_BUDGETS,
         ),
         "SGDClassifier": (
             lambda k: SGDClassifier(
@@ -70,10 +72,16 @@ def solvers(alpha, n):
 
 
 def run(name, make, budgets, X, y, X_test, y_test, alpha):
+    if name == "SR2":
+        # Load the compiled kernel (numba's on-disk cache, or a first compilation) before
+        # timing, as the peers' compiled code is loaded at import.
+        timed_fit(make(1), X[:200], y[:200])
     rows = []
     for k in budgets:
         est = make(k)
         seconds = timed_fit(est, X, y)
+        if seconds < 1.0:  # short runs: the best of three, as the machine is shared
+            seconds = min(seconds, *(timed_fit(make(k), X, y) for _ in range(2)))
         coef = np.ravel(est.coef_)
         intercept = float(np.ravel(est.intercept_)[0])
         epochs = getattr(est, "n_iter_", None)

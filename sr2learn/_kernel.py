@@ -32,7 +32,7 @@ from numba import njit
 
 from ._rule import model_decrease, sr2_ratio, sr2_update
 
-__all__ = ["LOSS_CODES", "PENALTY_CODES", "sr2_epoch"]
+__all__ = ["LOSS_CODES", "PENALTY_CODES", "kernel_codes", "sr2_epoch"]
 
 LOSS_CODES = {"Quadratic": 0, "Logistic": 1}
 PENALTY_CODES = {"L1": 0, "L0": 1}
@@ -40,42 +40,43 @@ PENALTY_CODES = {"L1": 0, "L0": 1}
 SIGMA_LOW_FACTOR = 0.1
 _TAYLOR_BELOW = 1e-2  # as in datafits: below this |dz| the Bregman term uses its series
 
-_ratio = njit(cache=True)(sr2_ratio)
-_update = njit(cache=True)(sr2_update)
-_model_decrease = njit(cache=True)(model_decrease)
+_ratio = njit(cache=True, error_model="numpy")(sr2_ratio)
+_update = njit(cache=True, error_model="numpy")(sr2_update)
+_model_decrease = njit(cache=True, error_model="numpy")(model_decrease)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _softplus(z):
     if z > 0.0:
         return z + math.log1p(math.exp(-z))
     return math.log1p(math.exp(z))
 
 
-@njit(cache=True)
-def _sigmoid(z):
-    if z >= 0.0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
-
-
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _loss(kind, z, y):
-    if kind == 0:
-        return 0.5 * (z - y) * (z - y)
-    return _softplus(-(2.0 * y - 1.0) * z)
+    return _loss_derivative(kind, z, y)[0]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _derivative(kind, z, y):
+    return _loss_derivative(kind, z, y)[1]
+
+
+@njit(cache=True, error_model="numpy")
+def _loss_derivative(kind, z, y):
+    """(l(z, y), l'(z, y), softplus(z)) with one exp and one log1p for the log-loss
+    (the transcendental functions are most of the cost of a sparse step)."""
     if kind == 0:
-        return z - y
-    return _sigmoid(z) - y
+        return 0.5 * (z - y) * (z - y), z - y, 0.0
+    e = math.exp(-abs(z))
+    tail = math.log1p(e)  # softplus(-|z|)
+    sig = 1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)
+    margin = (2.0 * y - 1.0) * z
+    return max(-margin, 0.0) + tail, sig - y, max(z, 0.0) + tail
 
 
-@njit(cache=True)
-def _bregman(kind, z, d, y, dl):
+@njit(cache=True, error_model="numpy")
+def _bregman(kind, z, d, y, dl, softplus_z):
     """l(z + d) - l(z) - l'(z) d without cancellation (see datafits)."""
     if kind == 0:
         return 0.5 * d * d
@@ -83,10 +84,10 @@ def _bregman(kind, z, d, y, dl):
     if abs(d) < _TAYLOR_BELOW:
         q = p * (1.0 - p)
         return d * d * (q / 2 + d * (q * (1 - 2 * p) / 6 + d * q * (1 - 6 * q) / 24))
-    return _softplus(z + d) - _softplus(z) - p * d
+    return _softplus(z + d) - softplus_z - p * d
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _prox(kind, alpha, v, step):
     if kind == 0:
         a = abs(v) - step * alpha
@@ -98,14 +99,14 @@ def _prox(kind, alpha, v, step):
     return 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _value(kind, alpha, w):
     if kind == 0:
         return alpha * abs(w)
     return alpha if w != 0.0 else 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _build_active(w, mu, p, pen, alpha, sigma_low, lazy, active, act):
     """The coordinates each step must visit besides the touched ones; returns their count."""
     count = 0
@@ -120,12 +121,14 @@ def _build_active(w, mu, p, pen, alpha, sigma_low, lazy, active, act):
     return count
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def sr2_epoch(dense, data, indices, indptr, p, y, sw, c, loss, pen, alpha,
               w, R_w, sigma, edges, order, refD, mu, svrg, lazy,
               eta1, eta2, gamma1, gamma3, sigma_min, sigma_max, eps,
               tr_sigma, tr_rho, tr_acc, tr_stepsq, tr_xi, tr_obj, tr_nnz):  # fmt: skip
-    """Run the steps of one epoch on the batches ``edges[order[k]]:edges[order[k] + 1]``.
+    """Run the steps of one epoch on the batches ``edges[order[k]]:edges[order[k] + 1]``
+    (contiguous rows of the pre-shuffled data: reading rows in memory order was measured
+    1.5-2x faster than through a permutation).
 
     ``w`` (length p, plus one for the intercept in scaled units when ``c > 0``) is updated
     in place; the trace arrays receive one entry per step. Dense X is passed as its
@@ -139,6 +142,7 @@ def sr2_epoch(dense, data, indices, indptr, p, y, sw, c, loss, pen, alpha,
         max_m = max(max_m, edges[k + 1] - edges[k])
     z = np.empty(max_m)
     dls = np.empty(max_m)
+    spz = np.empty(max_m)
     g = np.zeros(p)
     s_full = np.zeros(p)
     u_trial = np.empty(p)
@@ -168,10 +172,10 @@ def sr2_epoch(dense, data, indices, indptr, p, y, sw, c, loss, pen, alpha,
             for kk in range(start, stop):
                 j = kk - start if dense else indices[kk]
                 zi += data[kk] * w[j]
-            dl = _derivative(loss, zi, y[i])
+            li, dl, spz[r] = _loss_derivative(loss, zi, y[i])
             z[r] = zi
             dls[r] = dl
-            f_batch += sw[i] * _loss(loss, zi, y[i])
+            f_batch += sw[i] * li
             e = sw[i] * dl
             if svrg:
                 e -= refD[i]
@@ -226,7 +230,7 @@ def sr2_epoch(dense, data, indices, indptr, p, y, sw, c, loss, pen, alpha,
             for kk in range(start, stop):
                 j = kk - start if dense else indices[kk]
                 zs += data[kk] * s_full[j]
-            bregman += sw[i] * _bregman(loss, z[r], zs, y[i], dls[r])
+            bregman += sw[i] * _bregman(loss, z[r], zs, y[i], dls[r], spz[r])
         actual = xi - bregman / m
         objective = f_batch + R_w
         rho = _ratio(actual, xi, objective, eps)

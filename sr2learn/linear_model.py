@@ -345,7 +345,9 @@ def _intercept_scale(X, sample_weight):
     """Largest weighted root-mean-square column of X (1 when X is all zeros)."""
     n = X.shape[0]
     if sp.issparse(X):
-        sq = np.asarray(X.multiply(X).T @ sample_weight).ravel()
+        X = X.tocsr()
+        weights = np.square(X.data, dtype=np.float64) * np.repeat(sample_weight, np.diff(X.indptr))
+        sq = np.bincount(X.indices, weights=weights, minlength=X.shape[1])
     else:
         sq = np.einsum("ij,ij,i->j", X, X, sample_weight)  # no n x p temporary
     top = float(np.max(sq)) / n if sq.size else 0.0

@@ -37,13 +37,14 @@ def test_scalar_loss_derivative_bregman_match_the_datafit(datafit):
     Y = (rng.random((200, 1)) < 0.5).astype(float)
     dZ = rng.standard_normal((200, 1)) * np.logspace(-9, 1, 200)[:, None]
     D = datafit.derivative(Z, Y)
-    cases = zip(Z[:, 0], dZ[:, 0], Y[:, 0], D[:, 0], strict=True)
+    softplus = np.logaddexp(0.0, Z[:, 0])
+    cases = zip(Z[:, 0], dZ[:, 0], Y[:, 0], D[:, 0], softplus, strict=True)
     pairs = list(zip(Z[:, 0], Y[:, 0], strict=True))
     np.testing.assert_allclose([_loss(code, z, y) for z, y in pairs], datafit.loss(Z, Y),
                                rtol=1e-13)  # fmt: skip
     np.testing.assert_allclose([_derivative(code, z, y) for z, y in pairs], D[:, 0],
                                rtol=1e-13, atol=1e-16)  # fmt: skip
-    np.testing.assert_allclose([_bregman(code, z, d, y, dl) for z, d, y, dl in cases],
+    np.testing.assert_allclose([_bregman(code, z, d, y, dl, sz) for z, d, y, dl, sz in cases],
                                datafit.bregman(Z, dZ, Y, D), rtol=1e-12, atol=1e-300)  # fmt: skip
 
 
