@@ -15,9 +15,10 @@ the model decrease: each step only visits the coordinates its rows touch plus th
 exact, not an approximation; for l0 being idle depends on sigma (monotonically: a larger
 sigma keeps more zeros), so the active set is built for sigma >= ``sigma_low`` and rebuilt
 (one O(n_features) pass) if sigma falls below it. Without variance reduction mu = 0 and
-the active set is the support. Penalties for which zero is not such a fixed point in
-closed form (l1/2, l2/3), the k-sparse ball (not separable) and the multinomial loss use
-the NumPy path.
+the active set is the support. Active coordinates are updated at every step (not in
+closed form when next touched), so a step costs O(entries of its rows + active set).
+The l1/2 and l2/3 penalties (whose thresholding formulas are not restated here), the
+k-sparse ball (not separable) and the multinomial loss use the NumPy path.
 
 The scalar loss, derivative, Bregman term, prox and penalty value below are the
 elementwise forms of :mod:`sr2learn.datafits` and :mod:`sr2learn.penalties`
