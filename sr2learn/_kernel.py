@@ -54,16 +54,6 @@ def _softplus(z):
 
 
 @njit(cache=True, error_model="numpy")
-def _loss(kind, z, y):
-    return _loss_derivative(kind, z, y)[0]
-
-
-@njit(cache=True, error_model="numpy")
-def _derivative(kind, z, y):
-    return _loss_derivative(kind, z, y)[1]
-
-
-@njit(cache=True, error_model="numpy")
 def _loss_derivative(kind, z, y):
     """(l(z, y), l'(z, y), softplus(z)) with one exp and one log1p for the log-loss
     (the transcendental functions are most of the cost of a sparse step)."""

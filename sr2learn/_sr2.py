@@ -355,7 +355,7 @@ class _CompiledData:
 
 def _compiled_epoch(problem, penalty, data, W, R_w, sigma, edges, order, ref, rule, eps, lazy,
                     diagnostics, state):  # fmt: skip
-    """All steps of one epoch in the compiled kernel; returns (W, R_w, sigma, trace)."""
+    """All steps of one epoch in the compiled kernel; returns (W, sigma, trace)."""
     w = np.array(W[:, 0], dtype=W.dtype)
     n_batches = order.size
     trace = [np.empty(n_batches) for _ in range(7)]
@@ -363,7 +363,7 @@ def _compiled_epoch(problem, penalty, data, W, R_w, sigma, edges, order, ref, ru
         refD, mu = np.zeros(0, dtype=W.dtype), np.zeros(problem.n_rows, dtype=W.dtype)
     else:
         refD, mu = np.ascontiguousarray(ref.D[:, 0]), np.ascontiguousarray(ref.mu[:, 0])
-    R_w, sigma, clamps, _ = sr2_epoch(
+    _, sigma, clamps, _ = sr2_epoch(
         data.dense, data.data, data.indices, data.indptr, problem.p, data.y, problem.sw,
         problem.c, data.loss, data.pen, float(penalty.alpha), w, R_w, sigma,
         edges.astype(np.int64), order.astype(np.int64), refD, mu, ref is not None, lazy,
@@ -373,7 +373,7 @@ def _compiled_epoch(problem, penalty, data, W, R_w, sigma, edges, order, ref, ru
     diagnostics.n_sigma_clamps += clamps
     diagnostics.record_steps(state.n_steps + 1, state.n_epochs + 1, *trace)
     state.n_steps += n_batches
-    return w[:, None], R_w, sigma, trace
+    return w[:, None], sigma, trace
 
 
 def solve(
@@ -434,10 +434,14 @@ def solve(
     codes = kernel_codes(problem, penalty, variance_reduction) if compiled else None
     data = _CompiledData(problem, codes) if codes is not None and max_epochs > 0 else None
     ref = None
-    sigma_seen = [sigma]
+    sigma_max_seen = sigma  # for C = 3 (L^2 + sigma_max^2)
     accepted_steps = []
     tol_abs = None
     last_grad = None
+
+    def measure_at(G):
+        L = problem.lipschitz()
+        return _stationarity_measure(problem, penalty, W, R_w, G, L if L > 0 else sigma)
 
     def light_checkpoint():
         nonlocal ref, last_grad
@@ -445,8 +449,7 @@ def solve(
         last_grad = grads[0]
         if svrg:
             ref = _Reference(Ds[0], last_grad)
-        L = problem.lipschitz()
-        measure = _stationarity_measure(problem, penalty, W, R_w, last_grad, L if L > 0 else sigma)
+        measure = measure_at(last_grad)
         return tol is not None and measure <= tol * (1.0 if tol_scale is None else tol_scale)
 
     def checkpoint():
@@ -465,14 +468,14 @@ def solve(
             draw = _draw(problem, penalty, W, R_w, sigma, idx, ref)
             value, (G, G_trial), Ds = _full_pass(problem, [W, draw.W_trial])
         L = problem.lipschitz()
-        measure = _stationarity_measure(problem, penalty, W, R_w, G, L if L > 0 else sigma)
+        measure = measure_at(G)
         if variance_estimate == "batch":
             V = _batch_variance(problem, draw, ref, idx)
         elif svrg:
             V = _exact_variance(problem, Ds[0] - ref.D, G - ref.mu, min(b, n))
         else:
             V = _exact_variance(problem, Ds[0], G, min(b, n))
-        smax = max(sigma_seen)
+        smax = sigma_max_seen
         C = 3.0 * (L**2 + smax**2)
         step_sq = float(np.mean(accepted_steps)) if accepted_steps else math.nan
         diagnostics.record_checkpoint(
@@ -529,54 +532,53 @@ def solve(
         n_batches = 0
         order = rng.permutation(edges.size - 1)
         if data is not None:
-            W, R_w, sigma, trace = _compiled_epoch(
+            W, sigma, trace = _compiled_epoch(
                 problem, penalty, data, W, R_w, sigma, edges, order, ref, rule, eps, lazy,
                 diagnostics, state,
             )  # fmt: skip
-            sigma_seen.append(float(trace[0].max()))
-            sigma_seen.append(sigma)
+            sigma_max_seen = max(sigma_max_seen, float(trace[0].max()), sigma)
             accepted_steps.extend(trace[3][trace[2] > 0].tolist())
             R_w = penalty.value(W[:p])  # afresh: the kernel kept it by increments
-            order = order[:0]
-        for k in order:
-            idx = slice(int(edges[k]), int(edges[k + 1]))
-            d = _draw(problem, penalty, W, R_w, sigma, idx, ref)
-            ZS = problem.linear(d.XB, d.S)
-            m = d.swB.shape[0]
-            # Decrease of the batch objective, F_B(w) - F_B(w+s) = xi - D_B(w+s, w) with
-            # D_B the Bregman divergence of f_B; under SVRG the same formula is the
-            # decrease of the consistent surrogate f_B(w) + <grad f(w~) - g_B(w~), w>,
-            # whose gradient at w is exactly g. D_B is summed per sample without
-            # cancellation, so rho stays meaningful when steps reach rounding level.
-            breg = problem.datafit.bregman(d.ZB, ZS, d.YB, d.dloss)
-            bregman = float(np.dot(d.swB, breg)) / m
-            actual = d.xi - bregman
-            objective = d.f_batch + R_w
-            rho = rule.ratio(actual, d.xi, objective, eps)
-            accepted, new_sigma, clamped = rule.update(rho, sigma)
-            step_sq = float(np.vdot(d.S, d.S))
-            if accepted:
-                W, R_w = d.W_trial, d.R_trial
-                accepted_steps.append(step_sq)
-            if variance_reduction == "growing_batch" and m > 1:
-                var = _in_batch_variance(problem.row_norms_sq[idx], d.per_sample_D, d.g, n)
-                violations += var > NORM_TEST_THETA**2 * sigma**2 * step_sq
-                n_batches += 1
-            state.n_steps += 1
-            diagnostics.n_sigma_clamps += clamped
-            diagnostics.record_step(
-                state.n_steps,
-                state.n_epochs + 1,
-                sigma,
-                rho,
-                float(accepted),
-                step_sq,
-                d.xi,
-                objective,
-                _nnz(problem, W),
-            )
-            sigma = new_sigma
-            sigma_seen.append(sigma)
+        else:
+            for k in order:
+                idx = slice(int(edges[k]), int(edges[k + 1]))
+                d = _draw(problem, penalty, W, R_w, sigma, idx, ref)
+                ZS = problem.linear(d.XB, d.S)
+                m = d.swB.shape[0]
+                # Decrease of the batch objective, F_B(w) - F_B(w+s) = xi - D_B(w+s, w) with
+                # D_B the Bregman divergence of f_B; under SVRG the same formula is the
+                # decrease of the consistent surrogate f_B(w) + <grad f(w~) - g_B(w~), w>,
+                # whose gradient at w is exactly g. D_B is summed per sample without
+                # cancellation, so rho stays meaningful when steps reach rounding level.
+                breg = problem.datafit.bregman(d.ZB, ZS, d.YB, d.dloss)
+                bregman = float(np.dot(d.swB, breg)) / m
+                actual = d.xi - bregman
+                objective = d.f_batch + R_w
+                rho = rule.ratio(actual, d.xi, objective, eps)
+                accepted, new_sigma, clamped = rule.update(rho, sigma)
+                step_sq = float(np.vdot(d.S, d.S))
+                if accepted:
+                    W, R_w = d.W_trial, d.R_trial
+                    accepted_steps.append(step_sq)
+                if variance_reduction == "growing_batch" and m > 1:
+                    var = _in_batch_variance(problem.row_norms_sq[idx], d.per_sample_D, d.g, n)
+                    violations += var > NORM_TEST_THETA**2 * sigma**2 * step_sq
+                    n_batches += 1
+                state.n_steps += 1
+                diagnostics.n_sigma_clamps += clamped
+                diagnostics.record_step(
+                    state.n_steps,
+                    state.n_epochs + 1,
+                    sigma,
+                    rho,
+                    float(accepted),
+                    step_sq,
+                    d.xi,
+                    objective,
+                    _nnz(problem, W),
+                )
+                sigma = new_sigma
+                sigma_max_seen = max(sigma_max_seen, sigma)
         state.n_epochs += 1
         epochs_run += 1
         if n_batches and violations > n_batches / 2 and b < n:
