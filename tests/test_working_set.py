@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from sr2learn import SR2Classifier, SR2Regressor
-from sr2learn._working_set import use_working_set
+from sr2learn._working_set import _violation, use_working_set
 from sr2learn.penalties import L1, L0Ball, check_penalty
 
 
@@ -64,3 +64,18 @@ def test_auto_rule():
     assert not use_working_set("auto", 500, L1(1.0))
     assert not use_working_set("auto", 5000, L0Ball(3))
     assert use_working_set(True, 10, L1(1.0)) and not use_working_set(False, 10**6, L1(1.0))
+
+
+def test_violation_sees_zero_coordinates_a_nonconvex_step_would_leave():
+    # At w = 0 the Fréchet subdifferential of l0 is the whole line, so subdiff_distance
+    # is 0 everywhere; the proximal-gradient step at sigma = L still leaves zero where
+    # |grad| > sqrt(2 alpha L), and the ranking must see it.
+    w = np.zeros((4, 1))
+    G = np.array([[0.01], [-3.0], [0.4], [0.0]])
+    penalty = check_penalty("l0", 0.1)
+    assert np.all(penalty.subdiff_distance(w, G) == 0)
+    v = _violation(penalty, w, G, lipschitz=1.0)
+    assert v[1] == pytest.approx(3.0) and v[0] == 0 and v[2] == 0 and v[3] == 0
+    # For l1 it is the subdifferential distance: max(|grad| - alpha, 0) at zero.
+    v1 = _violation(L1(0.1), w, G, lipschitz=1.0)
+    np.testing.assert_allclose(v1, np.maximum(np.abs(G[:, 0]) - 0.1, 0.0))
