@@ -3,7 +3,7 @@
 Everything here works on floats: the NumPy solver and the torch optimizer each reduce
 one step to the scalars (actual decrease, model decrease, batch objective) and call
 :meth:`SR2Rule.ratio` and :meth:`SR2Rule.update`. The formulas are plain functions of
-floats so that the compiled linear-model kernel (:mod:`sr2learn._kernel`) compiles these
+floats so that the compiled linear-model kernel (:mod:`sr2learn._engine`) compiles these
 very functions with numba instead of restating them.
 """
 
@@ -14,21 +14,24 @@ __all__ = ["SR2Rule", "sr2_ratio", "sr2_update", "model_decrease"]
 
 
 
-def sr2_ratio(actual, predicted, objective, eps):
+def sr2_ratio(actual, predicted, scale, eps):
     """rho = actual / predicted decrease, guarded against rounding as in R2.
 
     ``actual`` is F_B(w) - F_B(w + s) (on the variance-reduction surrogate when one
-    is used), ``predicted`` is xi = psi(0) - psi(s), ``objective`` is F_B(w) and
-    ``eps`` the machine epsilon of the data. Returns NaN (a rejection) when xi <= 0
-    or either decrease is not finite, except for a null step (xi = 0 and no actual
-    change: the prox kept w), which gets 1: rejecting it would only grow sigma and make
-    the next step smaller still (an l0 fit climbed to sigma_max on a run of null steps).
+    is used), ``predicted`` is xi = psi(0) - psi(s), ``eps`` the machine epsilon, and
+    ``scale`` the size of the numbers whose rounding enters ``actual`` and ``predicted``:
+    |F_B(w)| when the decrease is a difference of two objective values (the torch side),
+    |R(w)| + |g's| when it is computed without that cancellation (the linear models). The
+    guard 10 * eps * scale is added to both. Returns NaN (a rejection) when xi <= 0 or
+    either decrease is not finite, except for a null step (xi = 0 and no actual change:
+    the prox kept w), which gets 1: rejecting it would only grow sigma and make the next
+    step smaller still (an l0 fit climbed to sigma_max on a run of null steps).
     """
     if predicted == 0.0 and actual == 0.0:
         return 1.0
     if not (math.isfinite(actual) and math.isfinite(predicted)) or predicted <= 0.0:
         return math.nan
-    guard = 10.0 * eps * max(1.0, abs(objective))
+    guard = 10.0 * eps * abs(scale)
     return (actual + guard) / (predicted + guard)
 
 
@@ -84,9 +87,9 @@ class SR2Rule:
             )
 
     @staticmethod
-    def ratio(actual, predicted, objective, eps):
+    def ratio(actual, predicted, scale, eps):
         """rho (see :func:`sr2_ratio`)."""
-        return sr2_ratio(actual, predicted, objective, eps)
+        return sr2_ratio(actual, predicted, scale, eps)
 
     @staticmethod
     def model_decrease(r_w, r_trial, g_dot_s, s_sq, sigma):

@@ -1,36 +1,58 @@
-"""The NumPy SR2 solver for regularised linear models (a pure function of its inputs).
+"""The SR2 solver for regularised linear models: a pure function of its inputs.
 
-Variables are stored as ``W`` of shape ``(n_features + fit_intercept, K)``: the first
-``n_features`` rows are penalised coefficients, the optional last row is the intercept
-in scaled units (intercept = ``intercept_scale * W[-1]``; see :class:`LinearProblem`).
+Variables are stored as ``W`` of shape ``(n_features + fit_intercept, K)`` in float64, in the
+user's coordinates: the first ``n_features`` rows are the penalised coefficients, the
+optional last row the intercept. Steps are taken in a diagonal metric (``column_metric``),
+so the iterates do not depend on the units of the columns.
+
+:func:`solve` is a short loop of two pieces: :func:`checkpoint` (full-data quantities: the
+objective, the gradient, the stopping criterion and the diagnostics' Theorem 4 terms) and
+the compiled epoch of :mod:`sr2learn._engine`.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, eigsh
 
-from ._kernel import kernel_codes, sr2_epoch
+from ._engine import (
+    EngineData, EpochPlan, EpochState, Reference, RuleParams, gradient_into, predict_into,
+    sr2_epoch,
+)  # fmt: skip
 from ._rule import SR2Rule
 
-__all__ = ["LinearProblem", "SolverState", "solve"]
+__all__ = ["LinearProblem", "SolverState", "Checkpoint", "checkpoint", "solve", "draw_step"]
 
 VARIANCE_REDUCTIONS = ("svrg", "growing_batch")
 # Norm test of the growing batch: grow when the in-batch variance of the mean gradient
-# exceeds THETA^2 times the squared prox-gradient step (||sigma s||^2), in more than
-# half of an epoch's steps.
+# exceeds NORM_TEST_THETA^2 times ||sigma D s||^2, in more than half of an epoch's steps.
 NORM_TEST_THETA = 0.9
 
 
-def _product(A, B):
-    """A @ B for a 2-D B. Dense BLAS runs a skinny product with 2 or 3 columns several
-    times slower than as many matrix-vector products (measured: 100k x 100 times 2
-    columns, 48 ms against 31 ms), so those are done column by column."""
-    if B.shape[1] in (2, 3) and not sp.issparse(A):
-        return np.column_stack([A @ B[:, j] for j in range(B.shape[1])])
-    return np.asarray(A @ B)
+def column_metric(X, sample_weight):
+    """d_j^2: the weighted mean square of the nonzero entries of column j (1 for an empty
+    column). The step's metric diag(d^2) measures each coordinate in the units of its
+    column's typical entry, not its frequency: X -> X diag(c) leaves the iterates
+    d_j w_j unchanged, and one-hot or TF-IDF columns (entries of size one, present in few
+    rows) keep the steps of the unscaled method."""
+    p = X.shape[1]
+    if sp.issparse(X):
+        X = X.tocsr()
+        rows = np.repeat(sample_weight.astype(np.float64), np.diff(X.indptr))
+        present = X.data != 0
+        sq = np.bincount(X.indices, weights=np.square(X.data, dtype=np.float64) * rows,
+                         minlength=p)  # fmt: skip
+        mass = np.bincount(X.indices[present], weights=rows[present], minlength=p)
+    else:
+        sw = sample_weight.astype(np.float64)
+        sq = np.einsum("ij,ij,i->j", X, X, sw, dtype=np.float64)
+        mass = (X != 0).T.astype(np.float64) @ sw
+    metric = np.ones(p)
+    good = (mass > 0) & (sq > 0) & np.isfinite(sq)
+    metric[good] = sq[good] / mass[good]
+    return metric
 
 
 class LinearProblem:
@@ -38,138 +60,168 @@ class LinearProblem:
 
     Parameters
     ----------
-    X : ndarray or CSR matrix of shape (n, p)
+    X : ndarray or CSR matrix of shape (n, p), float64 or float32 (never copied to float64)
     Y : ndarray of shape (n, K), targets encoded for ``datafit``
     sample_weight : ndarray of shape (n,), normalised to mean 1
     datafit : a datafit of :mod:`sr2learn.datafits`
-    intercept_scale : float
-        0 for no intercept. Otherwise the intercept is fitted as ``intercept_scale * beta``
-        (a column of that constant appended to X, never materialised). Chosen as the
-        largest root-mean-square column of X, so the intercept is as well conditioned
-        as the best-scaled feature; the optimum is unchanged since it is unpenalised.
+    fit_intercept : bool
+    metric : ndarray of shape (p,) or None
+        The step's diagonal metric on the coefficients (:func:`column_metric` when None);
+        the intercept's is 1.
     """
 
-    def __init__(self, X, Y, sample_weight, datafit, intercept_scale):
-        self.X = X
-        self.Y = Y
-        self.sw = sample_weight
+    def __init__(self, X, Y, sample_weight, datafit, fit_intercept, metric=None):
+        self.X = X.tocsr() if sp.issparse(X) else np.ascontiguousarray(X)
+        self.Y = np.ascontiguousarray(Y, dtype=np.float64)
+        self.sw = np.ascontiguousarray(sample_weight, dtype=np.float64)
         self.datafit = datafit
-        self.c = float(intercept_scale)
-        self.fit_intercept = self.c > 0
+        self.fit_intercept = bool(fit_intercept)
         self.n, self.p = X.shape
-        self.K = Y.shape[1]
+        self.K = self.Y.shape[1]
         self.dtype = X.dtype
-        self._row_norms_sq = None
+        self.metric = column_metric(self.X, self.sw) if metric is None else metric
+        self.inv_metric = 1.0 / np.r_[self.metric, [1.0] * self.fit_intercept]
         self._lipschitz = None
+        self._row_norms_sq = None
+        self._data = None
+        self.order = None
+        self.null_scale = None  # the nonconvex criterion's scale (see _null_scale)
 
     @property
     def n_rows(self):
         return self.p + int(self.fit_intercept)
 
-    # -- linear algebra on X~ = [X, c 1] --------------------------------------------------
-    def linear(self, XB, W):
-        Z = _product(XB, W[: self.p])
-        if self.fit_intercept:
-            Z = Z + self.c * W[self.p]
+    @property
+    def data(self):
+        """The arrays the compiled engine reads."""
+        if self._data is None:
+            X = self.X
+            if sp.issparse(X):
+                arrays = (False, X.data, X.indices.astype(np.int64), X.indptr.astype(np.int64))
+            else:
+                empty = np.zeros(1, dtype=np.int64)
+                arrays = (True, X.reshape(-1), empty, empty)
+            self._data = EngineData(*arrays, self.n, self.p, self.Y, self.sw,
+                                    self.fit_intercept, self.inv_metric)  # fmt: skip
+        return self._data
+
+    def predict(self, W):
+        Z = np.empty((self.n, W.shape[1]))
+        predict_into(self.data, np.ascontiguousarray(W, dtype=np.float64), Z)
         return Z
 
-    def transpose(self, XB, D):
-        G = np.empty((self.n_rows, D.shape[1]), dtype=D.dtype)
-        G[: self.p] = _product(XB.T, D)
-        if self.fit_intercept:
-            G[self.p] = self.c * D.sum(axis=0)
-        return G
+    def gradient(self, E):
+        """X~^T E / n (float64)."""
+        G = np.empty((self.n_rows, E.shape[1]))
+        gradient_into(self.data, np.ascontiguousarray(E, dtype=np.float64), G)
+        return G / self.n
 
     def rows(self, idx):
         return self.X[idx], self.Y[idx], self.sw[idx]
 
+    def batch_linear(self, XB, W):
+        Z = np.asarray(XB @ W[: self.p], dtype=np.float64)
+        return Z + W[self.p] if self.fit_intercept else Z
+
+    def batch_transpose(self, XB, E):
+        G = np.empty((self.n_rows, E.shape[1]))
+        G[: self.p] = np.asarray(XB.T @ E)
+        if self.fit_intercept:
+            G[self.p] = E.sum(axis=0)
+        return G
+
     def shuffled(self, rng):
         """The same problem with its rows in a random order (one copy of the data).
 
-        Minibatches are then contiguous slices (views for dense X): no per-step copy of
-        X_B. Every full-data quantity (f, grad f, L, V) is invariant to the row order.
+        Minibatches are then contiguous slices: no per-step copy. Every full-data quantity
+        (f, grad f, L, V) is invariant to the row order.
         """
         order = rng.permutation(self.n)
-        other = LinearProblem(self.X[order], self.Y[order], self.sw[order], self.datafit, self.c)
+        other = LinearProblem(self.X[order], self.Y[order], self.sw[order], self.datafit,
+                              self.fit_intercept, self.metric)  # fmt: skip
         other.order = order
         other._lipschitz = self._lipschitz
+        other.null_scale = self.null_scale
         if self._row_norms_sq is not None:
             other._row_norms_sq = self._row_norms_sq[order]
         return other
 
+    def restricted(self, columns):
+        """The problem on a subset of the columns (for working sets); its L is bounded by
+        the full problem's, which it reuses."""
+        sub = LinearProblem(self.X[:, columns], self.Y, self.sw, self.datafit,
+                            self.fit_intercept, self.metric[columns])  # fmt: skip
+        sub._lipschitz = self.lipschitz()
+        sub.null_scale = self.null_scale
+        return sub
+
     @property
     def row_norms_sq(self):
-        """||x~_i||^2 per sample (one pass over X, cached)."""
+        """||x~_i||^2 per sample in the metric's dual norm (sum_j x_ij^2 / d_j^2, plus 1 for
+        the intercept), cached."""
         if self._row_norms_sq is None:
+            inv = self.inv_metric[: self.p]
             if sp.issparse(self.X):
-                sq = _sparse_row_sq_norms(self.X)
+                X = self.X
+                sq = np.square(X.data, dtype=np.float64) * inv[X.indices]
+                sq = np.add.reduceat(np.r_[sq, 0.0], X.indptr[:-1]) * (np.diff(X.indptr) > 0)
             else:
-                sq = np.einsum("ij,ij->i", self.X, self.X)
-            self._row_norms_sq = sq + self.c**2
+                sq = np.einsum("ij,ij,j->i", self.X, self.X, inv, dtype=np.float64)
+            self._row_norms_sq = sq + float(self.fit_intercept)
         return self._row_norms_sq
 
     def lipschitz(self):
-        """Exact bound on the Lipschitz constant of grad f: curvature * ||S^(1/2) X~||_2^2 / n."""
+        """Lipschitz constant of grad f in the metric (an exact bound): the curvature of the
+        loss times the top eigenvalue of D^(-1/2) X~^T S X~ D^(-1/2) / n."""
         if self._lipschitz is None:
             self._lipschitz = self.datafit.curvature * _largest_eig_gram(self) / self.n
         return self._lipschitz
 
     def curvature_estimate(self, idx, n_power=15, seed=0):
-        """Cheap curvature of f_B on the rows ``idx``: a few power iterations."""
+        """Curvature of f_B on the rows ``idx`` in the metric: a few power iterations."""
         XB, _, swB = self.rows(idx)
-        v = np.random.default_rng(seed).standard_normal((self.n_rows, 1)).astype(self.dtype)
+        root = np.sqrt(self.inv_metric)[:, None]
+        v = np.random.default_rng(seed).standard_normal((self.n_rows, 1))
         lam = 0.0
         for _ in range(n_power):
             v /= np.linalg.norm(v)
-            u = self.linear(XB, v) * swB[:, None]
-            v = self.transpose(XB, u) / swB.shape[0]
+            u = self.batch_linear(XB, root * v) * swB[:, None]
+            v = root * self.batch_transpose(XB, u) / swB.shape[0]
             lam = float(np.linalg.norm(v))
-            if lam == 0.0:
+            if not lam > 0.0:
                 break
         return self.datafit.curvature * lam
 
 
-def _sparse_row_sq_norms(X):
-    """||x_i||^2 of each row of a sparse matrix, from its stored entries (no squared copy
-    of X as a sparse matrix)."""
-    X = X.tocsr()
-    counts = np.diff(X.indptr)
-    sq = np.zeros(X.shape[0], dtype=np.float64)
-    rows = np.flatnonzero(counts)
-    if rows.size:
-        sq[rows] = np.add.reduceat(np.square(X.data, dtype=np.float64), X.indptr[rows])
-    return sq
-
-
 def _largest_eig_gram(problem):
-    """Largest eigenvalue of X~^T S X~ (S = diag(sample_weight)), exact up to rounding."""
-    X, c, sw = problem.X, problem.c, problem.sw.astype(np.float64)
-    n, p = X.shape
+    """Largest eigenvalue of A^T A, A = S^(1/2) X~ D^(-1/2), exact up to rounding."""
+    X, sw = problem.X, problem.sw
+    n = X.shape[0]
     root = np.sqrt(sw)
+    scale = np.sqrt(problem.inv_metric)
     small = min(n, problem.n_rows)
-    # Sparse X: Lanczos with 6 vectors converges in 7-10 products on the benchmark sets
-    # (a 124-column Gram product by scipy took longer). Dense X: the Gram matrix by BLAS.
     if small <= (16 if sp.issparse(X) else 1500):
         # Small side: form the Gram matrix densely and take its top eigenvalue.
-        A = sp.diags(root) @ X if sp.issparse(X) else X * root[:, None]
+        cols = scale[: problem.p]
+        A = sp.diags(root) @ X @ sp.diags(cols) if sp.issparse(X) else (X * root[:, None]) * cols
         if n <= problem.n_rows:
             gram = A @ A.T
             gram = gram.toarray() if sp.issparse(gram) else np.asarray(gram, dtype=np.float64)
             if problem.fit_intercept:
-                gram = gram + c**2 * np.outer(root, root)
+                gram = gram + np.outer(root, root)
         else:
             gram = A.T @ A
             gram = gram.toarray() if sp.issparse(gram) else np.asarray(gram, dtype=np.float64)
             if problem.fit_intercept:
-                col = np.asarray(A.T @ root).ravel() * c
-                corner = np.array([[c**2 * sw.sum()]])
+                col = np.asarray(A.T @ root, dtype=np.float64).ravel()
+                corner = np.array([[float(sw.sum())]])
                 gram = np.block([[gram, col[:, None]], [col[None, :], corner]])
         return float(np.linalg.eigvalsh(gram)[-1])
 
     def matvec(v):
-        v = np.asarray(v, dtype=np.float64).reshape(-1, 1)
-        u = problem.linear(X, v) * sw[:, None]
-        return problem.transpose(X, u).ravel()
+        v = scale * np.asarray(v, dtype=np.float64).ravel()
+        u = problem.predict(v[:, None]) * sw[:, None]
+        return scale * (problem.gradient(u).ravel() * n)
 
     op = LinearOperator((problem.n_rows, problem.n_rows), matvec=matvec, dtype=np.float64)
     v0 = np.random.default_rng(0).standard_normal(problem.n_rows)  # deterministic
@@ -188,413 +240,437 @@ class SolverState:
     n_steps: int = 0
     n_epochs: int = 0
     grad: np.ndarray | None = None  # grad f at W, from the last checkpoint
-    derivatives: np.ndarray | None = None  # s_i l'(z_i) at W (SVRG), in the caller's row order
+    derivatives: np.ndarray | None = None  # s_i l'(z_i) at W, in the caller's row order
 
 
+# -- one NumPy step: the checkpoint's draw, and the tests' reference for the engine --------
 @dataclass
-class _Reference:
-    """SVRG reference point: full gradient ``mu`` and per-sample derivatives ``D``."""
-
-    D: np.ndarray
-    mu: np.ndarray
-
-
-def _reference(problem, W):
-    """The SVRG reference at W: one full gradient pass."""
-    _, grads, Ds = _full_pass(problem, [W], with_value=False)
-    return _Reference(Ds[0], grads[0])
-
-
-@dataclass
-class _Draw:
+class Draw:
     """One SR2 step drawn at W on a minibatch (not yet accepted or rejected)."""
 
-    XB: object
-    YB: np.ndarray
-    swB: np.ndarray
+    idx: object
     ZB: np.ndarray
-    DB: np.ndarray  # s_i l'(z_i) / m: the batch gradient is X~_B^T DB
-    f_batch: float
+    dloss: np.ndarray  # l'(z_i)
+    losses: np.ndarray
     g: np.ndarray
     S: np.ndarray
     W_trial: np.ndarray
     R_trial: float
     xi: float
-    per_sample_D: np.ndarray  # s_i l'(z_i), for the norm test
-    dloss: np.ndarray  # l'(z_i), reused by the Bregman term
+    step_sq: float  # ||s||_D^2
 
 
-def _prox_step(problem, penalty, W, g, sigma):
-    """s = prox_{R/sigma}(w - g/sigma) - w; the intercept row is never penalised."""
-    V = W - g / sigma
-    W_trial = V.copy()
-    W_trial[: problem.p] = penalty.prox(V[: problem.p], 1.0 / sigma)
-    return W_trial
+def _metric_sq(problem, A):
+    """sum_j d_j^2 ||A_j||^2 (the metric's norm)."""
+    return float(np.sum(np.square(A) / problem.inv_metric[:, None]))
 
 
-def _model_step(problem, penalty, W, R_w, g, sigma):
-    """The SR2 step for gradient g: (w + s, s, R(w + s), xi)."""
-    W_trial = _prox_step(problem, penalty, W, g, sigma)
+def _dual_sq(problem, A):
+    """sum_j ||A_j||^2 / d_j^2 (the metric's dual norm, for gradients)."""
+    return float(np.sum(np.square(A) * problem.inv_metric[:, None]))
+
+
+def prox_step(problem, penalty, W, R_w, g, sigma):
+    """The SR2 step for gradient g in the metric: (w + s, R(w + s), xi, ||s||_D^2)."""
+    t = problem.inv_metric[:, None] / sigma
+    W_trial = W - g * t
+    W_trial[: problem.p] = penalty.prox(W_trial[: problem.p], t[: problem.p])
     S = W_trial - W
+    step_sq = _metric_sq(problem, S)
     R_trial = penalty.value(W_trial[: problem.p])
-    xi = SR2Rule.model_decrease(R_w, R_trial, float(np.vdot(g, S)), float(np.vdot(S, S)), sigma)
-    return W_trial, S, R_trial, xi
+    xi = SR2Rule.model_decrease(R_w, R_trial, float(np.vdot(g, S)), step_sq, sigma)
+    return W_trial, R_trial, xi, step_sq
 
 
-def _draw(problem, penalty, W, R_w, sigma, idx, ref):
+def draw_step(problem, penalty, W, R_w, sigma, idx, ref):
+    """The step drawn at W on the rows ``idx`` with the gradient estimator of ``ref``
+    (a :class:`~sr2learn._engine.Reference`, or None for the plain minibatch gradient)."""
     XB, YB, swB = problem.rows(idx)
     m = swB.shape[0]
-    ZB = problem.linear(XB, W)
-    datafit = problem.datafit
-    dloss = datafit.derivative(ZB, YB)
-    per_sample_D = dloss * swB[:, None]
-    DB = per_sample_D / m
-    f_batch = float(np.dot(swB, datafit.loss(ZB, YB))) / m
-    if ref is None:
-        g = problem.transpose(XB, DB)
-    else:
-        # SVRG: g = g_B(w) - g_B(w~) + grad f(w~), with one product by X_B^T.
-        g = problem.transpose(XB, DB - ref.D[idx] / m) + ref.mu
-    W_trial, S, R_trial, xi = _model_step(problem, penalty, W, R_w, g, sigma)
-    return _Draw(XB, YB, swB, ZB, DB, f_batch, g, S, W_trial, R_trial, xi, per_sample_D, dloss)
+    ZB = problem.batch_linear(XB, W)
+    dloss = problem.datafit.derivative(ZB, YB)
+    losses = problem.datafit.loss(ZB, YB)
+    E = dloss * swB[:, None] / m
+    if ref is not None and ref.svrg:
+        E = E - ref.D[idx] / m
+    g = problem.batch_transpose(XB, E)
+    if ref is not None and ref.svrg:
+        g = g + ref.mu
+    W_trial, R_trial, xi, step_sq = prox_step(problem, penalty, W, R_w, g, sigma)
+    return Draw(idx, ZB, dloss, losses, g, W_trial - W, W_trial, R_trial, xi, step_sq)
 
 
-def _full_pass(problem, Ws, with_value=True):
-    """f at ``Ws[0]`` and the gradients of f at each W in ``Ws``, with one read of X.
+# -- checkpoints ---------------------------------------------------------------------------
+@dataclass
+class Checkpoint:
+    """Full-data quantities at W (after the exact intercept update)."""
 
-    Returns (f(Ws[0]) or None, gradients, per-sample derivatives s_i l'(z_i)).
-    """
-    K = problem.K
-    Wcat = np.concatenate(Ws, axis=1)
-    Z = problem.linear(problem.X, Wcat)
-    value = None
-    if with_value:
-        value = float(np.dot(problem.sw, problem.datafit.loss(Z[:, :K], problem.Y))) / problem.n
-    Ds = []
-    for j in range(len(Ws)):
-        Zj = Z[:, j * K : (j + 1) * K]
-        Ds.append(problem.datafit.derivative(Zj, problem.Y) * problem.sw[:, None])
-    G = problem.transpose(problem.X, np.concatenate(Ds, axis=1) / problem.n)
-    grads = [G[:, j * K : (j + 1) * K] for j in range(len(Ws))]
-    return value, grads, Ds
+    W: np.ndarray
+    R: float
+    objective: float
+    G: np.ndarray  # grad f at W, user coordinates
+    D: np.ndarray  # s_i l'(z_i) per sample, in the problem's row order
+    measure: float  # sqrt(L xi) of the full-gradient step at sigma = L, in the metric
+    gap: float  # duality gap (NaN for the nonconvex penalties)
+    criterion: float  # the scale-free number compared with tol
+    record: dict | None = None  # the diagnostics' row (full checkpoints only)
 
 
-def _subdiff_dist(problem, penalty, W, G):
-    d = penalty.subdiff_distance(W[: problem.p], G[: problem.p])
-    total = float(np.sum(np.square(d, dtype=np.float64)))
+def _stationarity_measure(problem, penalty, W, R_w, G):
+    """R2's sqrt(sigma xi) for the full-gradient step at sigma = L in the metric: the
+    norm of the proximal-gradient mapping with step 1/L, zero exactly at stationarity."""
+    L = problem.lipschitz()
+    L = L if L > 0 else 1.0
+    return math.sqrt(L * prox_step(problem, penalty, W, R_w, G, L)[2])
+
+
+def _null_scale(problem, penalty):
+    """The nonconvex criterion's scale: the stationarity measure of the intercept-only
+    model (w = 0), a number fixed by the problem, not by the start of the fit."""
+    if problem.null_scale is None:
+        W0 = np.zeros((problem.n_rows, problem.K))
+        Z = np.zeros((problem.n, problem.K))
+        if problem.fit_intercept:
+            W0[-1] = problem.datafit.intercept_shift(Z, problem.Y, problem.sw)
+            Z += W0[-1]
+        E = problem.datafit.derivative(Z, problem.Y) * problem.sw[:, None]
+        G = problem.gradient(E)
+        problem.null_scale = _stationarity_measure(problem, penalty, W0, 0.0, G)
+    return problem.null_scale
+
+
+def _subdiff_dist_sq(problem, penalty, W, G):
+    """Per row of W, the squared distance from 0 to the subdifferential of F (user
+    coordinates); the intercept's is its gradient."""
+    d = np.square(penalty.subdiff_distance(W[: problem.p], G[: problem.p]))
+    out = np.empty(problem.n_rows)
+    out[: problem.p] = d.sum(axis=1)
     if problem.fit_intercept:
-        total += float(np.sum(np.square(G[problem.p], dtype=np.float64)))
-    return math.sqrt(total)
-
-
-def _in_batch_variance(norms_sq, E, mean, n):
-    """Unbiased estimate of the variance of a batch mean of m per-sample gradients
-    h_i = x~_i e_i^T drawn without replacement from n: (1 - m/n) / (m (m - 1)) times
-    sum_i ||h_i - mean||^2, with ||h_i||^2 = ||x~_i||^2 ||e_i||^2 (rank one)."""
-    m = E.shape[0]
-    if m <= 1 or m >= n:
-        return 0.0
-    total = float(np.dot(norms_sq, np.einsum("ij,ij->i", E, E))) - m * float(np.vdot(mean, mean))
-    return (1.0 - m / n) / (m * (m - 1)) * max(total, 0.0)
-
-
-def _batch_variance(problem, draw, ref, idx):
-    """In-batch estimate of E||grad f(w) - g||^2 from the draw's own rows, for the
-    estimator in use (per-sample gradients minus the reference's under SVRG)."""
-    E = draw.per_sample_D if ref is None else draw.per_sample_D - ref.D[idx]
-    mean = draw.g if ref is None else draw.g - ref.mu
-    XB = draw.XB
-    if sp.issparse(XB):
-        norms = _sparse_row_sq_norms(XB)
-    else:
-        norms = np.einsum("ij,ij->i", XB, XB)
-    return _in_batch_variance(norms + problem.c**2, E, mean, problem.n)
-
-
-def _stationarity_measure(problem, penalty, W, R_w, G, sigma):
-    """R2's sqrt(sigma * xi) for the full-gradient step at ``sigma`` (the number tol is
-    compared to). The solvers pass sigma = L, so the measure does not move with the
-    adaptive sigma: it is the norm of the proximal-gradient mapping with step 1/L."""
-    xi = _model_step(problem, penalty, W, R_w, G, sigma)[3]  # xi >= 0 by its floor
-    return math.sqrt(sigma * xi)
+        out[problem.p] = float(np.sum(np.square(G[problem.p])))
+    return out
 
 
 def _exact_variance(problem, E, mean_grad, batch_size):
-    """E||grad f(w) - g||^2 for the batch mean of per-sample gradients x~_i e_i^T.
-
-    ``E`` holds s_i l'(z_i) (minus the reference's, under SVRG); a batch of b samples
-    drawn without replacement from n has variance (n - b) / (b (n - 1)) sigma^2.
-    """
+    """E||grad f(w) - g||^2 (metric's dual norm) of the batch mean of per-sample gradients
+    x~_i e_i^T drawn without replacement: (n - b) / (b (n - 1)) times their variance."""
     n = problem.n
     if n <= 1 or batch_size >= n:
         return 0.0
     second = float(np.dot(problem.row_norms_sq, np.einsum("ij,ij->i", E, E))) / n
-    pop = max(0.0, second - float(np.vdot(mean_grad, mean_grad)))
+    pop = max(0.0, second - _dual_sq(problem, mean_grad))
     return (n - batch_size) / (batch_size * (n - 1)) * pop
 
 
-def _nnz(problem, W):
-    return int(np.count_nonzero(W[: problem.p]))
+def _in_batch_variance(problem, draw, ref):
+    """Unbiased in-batch estimate of E||grad f(w) - g||^2 from the draw's own rows."""
+    idx = draw.idx
+    XB, _, swB = problem.rows(idx)
+    m = swB.shape[0]
+    if m <= 1 or m >= problem.n:
+        return 0.0
+    E = draw.dloss * swB[:, None]
+    mean = draw.g
+    if ref is not None and ref.svrg:
+        E, mean = E - ref.D[idx], mean - ref.mu
+    norms = problem.row_norms_sq[idx]
+    total = float(np.dot(norms, np.einsum("ij,ij->i", E, E))) - m * _dual_sq(problem, mean)
+    return (1.0 - m / problem.n) / (m * (m - 1)) * max(total, 0.0)
 
 
-class _CompiledData:
-    """The arrays the compiled epoch reads (made once per solver call)."""
+def checkpoint(problem, penalty, W, *, scale=None, diagnostic=None):
+    """Full-data quantities at W: one pass for the predictions, the exact intercept, one
+    pass for the gradient. The criterion is the relative duality gap gap / F(w) for a
+    convex penalty (``penalty.dual_scale``), else the stationarity measure relative to
+    ``scale`` (default: the intercept-only model's, see :func:`_null_scale`).
 
-    def __init__(self, problem, codes):
-        X = problem.X
-        self.dense = not sp.issparse(X)
-        if self.dense:
-            self.data = np.ascontiguousarray(X).reshape(-1)
-            self.indices = self.indptr = np.zeros(1, dtype=np.int32)
-        else:
-            X = X.tocsr()
-            self.data, self.indices, self.indptr = X.data, X.indices, X.indptr
-        self.y = np.ascontiguousarray(problem.Y[:, 0])
-        self.loss, self.pen = codes
-
-
-def _compiled_epoch(problem, penalty, data, W, R_w, sigma, edges, order, ref, rule, eps, lazy,
-                    diagnostics, state):  # fmt: skip
-    """All steps of one epoch in the compiled kernel; returns (W, sigma, trace)."""
-    w = np.array(W[:, 0], dtype=W.dtype)
-    n_batches = order.size
-    trace = [np.empty(n_batches) for _ in range(7)]
-    if ref is None:
-        refD, mu = np.zeros(0, dtype=W.dtype), np.zeros(problem.n_rows, dtype=W.dtype)
-    else:
-        refD, mu = np.ascontiguousarray(ref.D[:, 0]), np.ascontiguousarray(ref.mu[:, 0])
-    _, sigma, clamps, _ = sr2_epoch(
-        data.dense, data.data, data.indices, data.indptr, problem.p, data.y, problem.sw,
-        problem.c, data.loss, data.pen, float(penalty.alpha), w, R_w, sigma,
-        edges.astype(np.int64), order.astype(np.int64), refD, mu, ref is not None, lazy,
-        rule.eta1, rule.eta2, rule.gamma1, rule.gamma3, rule.sigma_min, rule.sigma_max, eps,
-        *trace,
-    )  # fmt: skip
-    diagnostics.n_sigma_clamps += clamps
-    diagnostics.record_steps(state.n_steps + 1, state.n_epochs + 1, *trace)
-    state.n_steps += n_batches
-    return w[:, None], sigma, trace
-
-
-def solve(
-    problem,
-    penalty,
-    state,
-    rule,
-    *,
-    max_epochs,
-    tol,
-    variance_reduction,
-    rng,
-    diagnostics,
-    checkpoint_every=1,
-    variance_estimate="exact",
-    tol_scale=None,
-    verbose=0,
-    compiled=True,
-    lazy=True,
-    reference=None,
-    light=False,
-):
-    """Run SR2 for at most ``max_epochs`` epochs from ``state``; returns the new state.
-
-    Stops when the stationarity measure sqrt(sigma * xi) of a full-gradient step is at
-    most ``tol * diagnostics.tol_scale`` (``tol=None``: never; the scale is
-    max(1, ||grad f||) at the start unless ``tol_scale`` is given). Checkpoints are recorded
-    in ``diagnostics`` every ``checkpoint_every`` epochs and at the returned point; their
-    variance V is exact (all per-sample gradients, ``variance_estimate="exact"``) or the
-    unbiased in-batch estimate from the checkpoint's own draw (``"batch"``).
-
-    With ``compiled=True`` the steps of an epoch run in the compiled kernel of
-    :mod:`sr2learn._kernel` where it applies (single output, squared or logistic loss, l1 or
-    l0, SVRG or none), visiting only the coordinates a batch touches plus the active ones
-    (``lazy=True``) or every coordinate (``lazy=False``, for testing): the same iterates as
-    the NumPy steps up to rounding.
-
-    ``reference`` (per-sample derivatives s_i l'(z_i) and the gradient at ``state.W``, in
-    the caller's row order) replaces the first checkpoint's data pass under SVRG, and
-    ``light=True`` reduces the checkpoints to the full gradient and the measure, recorded
-    nowhere: both serve the inner solves of the working set, whose own full-problem
-    checkpoints are the ones reported.
+    ``diagnostic`` (a dict with ``sigma``, ``batch_size``, ``ref``, ``rng``,
+    ``variance_estimate``) adds the diagnostics' Theorem 4 terms for one step drawn at W
+    (one more pass for the prediction at w + s; the trial gradient shares the pass).
     """
-    if max_epochs > 0:
-        problem = problem.shuffled(rng)
-    n, p = problem.n, problem.p
-    W = state.W.copy()
-    sigma = state.sigma
-    b = state.batch_size
-    eps = float(np.finfo(problem.dtype).eps)
+    datafit, Y, sw, n, p = problem.datafit, problem.Y, problem.sw, problem.n, problem.p
+    W = np.array(W, dtype=np.float64)
+    Z = problem.predict(W)
+    if problem.fit_intercept:
+        shift = datafit.intercept_shift(Z, Y, sw)
+        W[p] += shift
+        Z += shift
     R_w = penalty.value(W[:p])
-    if not math.isfinite(R_w):
+    dloss = datafit.derivative(Z, Y)
+    E = dloss * sw[:, None]
+    f = float(sw @ datafit.loss(Z, Y)) / n
+    draw = None
+    if diagnostic is None:
+        G = problem.gradient(E)
+    else:
+        draw, G, G_trial, E_trial = _trial_pass(problem, penalty, W, R_w, Z, E, diagnostic)
+    objective = f + R_w
+    measure = _stationarity_measure(problem, penalty, W, R_w, G)
+    kappa = penalty.dual_scale(G[:p])
+    gap = math.nan
+    if kappa is not None:
+        dual = -float(sw @ datafit.conjugate(kappa * dloss, Y)) / n
+        gap = max(objective - dual, 0.0)
+        criterion = gap / objective if objective > 0 else 0.0
+    else:
+        scale = _null_scale(problem, penalty) if scale is None else scale
+        criterion = measure / scale if scale > 0 else (0.0 if measure == 0 else math.inf)
+    ck = Checkpoint(W, R_w, objective, G, E, measure, gap, criterion)
+    if draw is not None:
+        ck.record = _theorem4_terms(problem, penalty, ck, draw, G_trial, E_trial, diagnostic)
+    return ck
+
+
+def _trial_pass(problem, penalty, W, R_w, Z, E, diagnostic):
+    """A step drawn at W, and the full gradients at W and at w + s in one pass."""
+    n, b = problem.n, diagnostic["batch_size"]
+    idx = np.sort(diagnostic["rng"].choice(n, size=min(b, n), replace=False))
+    draw = draw_step(problem, penalty, W, R_w, diagnostic["sigma"], idx, diagnostic["ref"])
+    Z_trial = Z + problem.predict(draw.S)
+    K = problem.K
+    E_trial = problem.datafit.derivative(Z_trial, problem.Y) * problem.sw[:, None]
+    both = problem.gradient(np.concatenate([E, E_trial], axis=1))
+    return draw, both[:, :K], both[:, K:], E_trial
+
+
+def _theorem4_terms(problem, penalty, ck, draw, G_trial, E_trial, diagnostic):
+    """The diagnostics' row: dist in user coordinates; the Theorem 4 terms in the metric."""
+    ref, b = diagnostic["ref"], min(diagnostic["batch_size"], problem.n)
+    if diagnostic["variance_estimate"] == "batch":
+        V = _in_batch_variance(problem, draw, ref)
+    elif ref is not None and ref.svrg:
+        V = _exact_variance(problem, ck.D - ref.D, ck.G - ref.mu, b)
+    else:
+        V = _exact_variance(problem, ck.D, ck.G, b)
+    trial_sq = _subdiff_dist_sq(problem, penalty, draw.W_trial, G_trial)
+    return dict(
+        objective=ck.objective,
+        nnz=int(np.count_nonzero(ck.W[: problem.p])),
+        measure=ck.measure,
+        gap=ck.gap,
+        criterion=ck.criterion,
+        lipschitz=problem.lipschitz(),
+        variance=V,
+        dist=math.sqrt(float(_subdiff_dist_sq(problem, penalty, ck.W, ck.G).sum())),
+        dist_trial=math.sqrt(float(np.dot(trial_sq, problem.inv_metric))),
+        trial_step_sq=draw.step_sq,
+        trial_grad_error_sq=_dual_sq(problem, ck.G - draw.g),
+    )
+
+
+def svrg_sigma_floor(problem, b):
+    """L / (2 b), in the metric: rho is measured on the minibatch alone, which cannot see
+    curvature the batch lacks, so steps are kept within 2 b / L (the full-gradient
+    stability limit 2 / L for b = 1, relaxed as batches see more). This is not always
+    enough: with very uneven rows (one row 118 times heavier than the mean, seen on a
+    working set's subproblem) a batch without the heavy rows looks linear along the
+    coordinates it does not touch, sigma falls below the SVRG estimator's stability limit
+    and the iterates drift away. :func:`solve` then undoes the epoch (F rose over it) and
+    raises the floor. A floor at that limit from the start (about L_max / b) made
+    well-conditioned fits several times slower and held nonconvex penalties at zero.
+    """
+    return problem.lipschitz() / (2.0 * max(1, b))
+
+
+def with_floor(rule, floor):
+    """``rule`` with sigma_min raised to ``floor`` (and sigma_max at least as high)."""
+    if floor <= rule.sigma_min or not math.isfinite(floor):
+        return rule
+    return replace(rule, sigma_min=floor, sigma_max=max(rule.sigma_max, floor))
+
+
+# -- the loop ----------------------------------------------------------------------------
+@dataclass
+class _Settings:
+    max_epochs: int
+    tol: float | None
+    variance_reduction: str | None
+    checkpoint_every: int = 1
+    variance_estimate: str = "exact"
+    lazy: bool = True
+    light: bool = False
+    scale: float | None = None
+    verbose: int = 0
+
+
+class _StepLog:
+    """The accepted steps since the last checkpoint and the largest sigma so far."""
+
+    def __init__(self, sigma):
+        self.sigma_max = sigma
+        self.accepted = []
+
+    def add(self, trace):
+        self.sigma_max = max(self.sigma_max, float(trace[:, 0].max(initial=0.0)))
+        self.accepted.extend(trace[trace[:, 2] > 0, 3].tolist())
+
+    def take(self):
+        steps, self.accepted = self.accepted, []
+        if not steps:
+            return math.nan, math.nan
+        return float(np.mean(steps)), math.sqrt(max(steps))
+
+
+def _rule_params(rule, dtype):
+    # The ratio's rounding guard uses float64's epsilon: the iterate, the predictions and
+    # every sum are float64 whatever the dtype of X.
+    del dtype
+    eps = float(np.finfo(np.float64).eps)
+    return RuleParams(rule.eta1, rule.eta2, rule.gamma1, rule.gamma3, rule.sigma_min,
+                      rule.sigma_max, eps)  # fmt: skip
+
+
+def _epoch(problem, penalty, W, R_w, sigma, b, ref, rng, settings, rule):
+    """One compiled epoch: random reshuffling of blocks of the pre-shuffled rows (a random
+    shift of the block edges and a random block order). Returns (W, R, sigma, trace,
+    clamps, norm test failures, norm tests)."""
+    n = problem.n
+    shift = int(rng.integers(b)) if b < n else 0
+    edges = np.unique(np.r_[0, np.arange(shift, n, b), n]).astype(np.int64)
+    order = rng.permutation(edges.size - 1).astype(np.int64)
+    theta = NORM_TEST_THETA if settings.variance_reduction == "growing_batch" else 0.0
+    lazy = settings.lazy and penalty.lazy_exact
+    plan = EpochPlan(edges, order, lazy, theta)
+    state = EpochState(W, np.array([sigma, R_w]))
+    trace = np.empty((order.size, 7))
+    if ref is None:
+        ref = Reference(False, np.zeros((1, problem.K)), np.zeros((problem.n_rows, problem.K)))
+    clamps, _, failed, tested = sr2_epoch(problem.data, problem.datafit.kernel(),
+                                          penalty.kernel(), _rule_params(rule, problem.dtype),
+                                          state, ref, plan, trace)  # fmt: skip
+    return W, float(state.scalars[1]), float(state.scalars[0]), trace, clamps, failed, tested
+
+
+def solve(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction, rng,
+          diagnostics, checkpoint_every=1, variance_estimate="exact", verbose=0, lazy=True,
+          reference=None, light=False, scale=None, stability_floor=True):  # fmt: skip
+    """Run SR2 for at most ``max_epochs`` epochs from ``state``; returns a new state.
+
+    Stops at a checkpoint whose scale-free criterion (see :func:`checkpoint`) is at most
+    ``tol`` (``tol=None``: never); a start that already meets it takes no step. Checkpoints
+    are recorded in ``diagnostics`` every ``checkpoint_every`` epochs and at the returned
+    point. ``reference`` (per-sample derivatives and the gradient at ``state.W``, in the
+    caller's row order) replaces the first data pass under SVRG; ``light=True`` records no
+    checkpoint (the working set's inner solves, whose full-problem checkpoints are the
+    ones reported); ``scale`` fixes the nonconvex criterion's scale;
+    ``stability_floor`` raises sigma_min to :func:`svrg_sigma_floor` under SVRG. ``state`` and
+    ``diagnostics``' past records are not modified; the new checkpoints and steps are
+    appended to ``diagnostics``.
+    """
+    s = _Settings(max_epochs, tol, variance_reduction, checkpoint_every, variance_estimate,
+                  lazy, light, scale, verbose)  # fmt: skip
+    work = problem.shuffled(rng) if max_epochs > 0 else problem
+    W = np.array(state.W, dtype=np.float64)
+    if not math.isfinite(penalty.value(W[: problem.p])):
         # A start outside an indicator's domain (e.g. L0Ball): project it first.
-        W[:p] = penalty.prox(W[:p], 1.0)
-        R_w = penalty.value(W[:p])
-    diag_rng = np.random.default_rng(rng.integers(2**32))
+        W[: problem.p] = penalty.prox(W[: problem.p], 1.0)
+    sigma, b = state.sigma, state.batch_size
     svrg = variance_reduction == "svrg"
-    codes = kernel_codes(problem, penalty, variance_reduction) if compiled else None
-    data = _CompiledData(problem, codes) if codes is not None and max_epochs > 0 else None
+    if svrg and stability_floor and max_epochs > 0:
+        rule = with_floor(rule, svrg_sigma_floor(problem, b))
+        sigma = max(sigma, rule.sigma_min)
+    n_steps, n_epochs = state.n_steps, state.n_epochs
+    diag_rng = np.random.default_rng(rng.integers(2**32))
     ref = None
-    sigma_max_seen = sigma  # for C = 3 (L^2 + sigma_max^2)
-    accepted_steps = []
-    tol_abs = None
-    last_grad = None
-
-    def measure_at(G):
-        L = problem.lipschitz()
-        return _stationarity_measure(problem, penalty, W, R_w, G, L if L > 0 else sigma)
-
-    def light_checkpoint():
-        nonlocal ref, last_grad
-        _, grads, Ds = _full_pass(problem, [W], with_value=False)
-        last_grad = grads[0]
-        if svrg:
-            ref = _Reference(Ds[0], last_grad)
-        measure = measure_at(last_grad)
-        return tol is not None and measure <= tol * (1.0 if tol_scale is None else tol_scale)
-
-    def checkpoint():
-        nonlocal ref, tol_abs, last_grad
-        if light:
-            return light_checkpoint()
-        idx = np.sort(diag_rng.choice(n, size=min(b, n), replace=False))
-        if svrg and ref is None:
-            # No reference yet: the pass at W is the reference (and the checkpoint's own).
-            value, (G,), (D,) = _full_pass(problem, [W])
-            ref = _Reference(D, G)
-            draw = _draw(problem, penalty, W, R_w, sigma, idx, ref)
-            _, (G_trial,), _ = _full_pass(problem, [draw.W_trial], with_value=False)
-            Ds = [D]
-        else:
-            draw = _draw(problem, penalty, W, R_w, sigma, idx, ref)
-            value, (G, G_trial), Ds = _full_pass(problem, [W, draw.W_trial])
-        L = problem.lipschitz()
-        measure = measure_at(G)
-        if variance_estimate == "batch":
-            V = _batch_variance(problem, draw, ref, idx)
-        elif svrg:
-            V = _exact_variance(problem, Ds[0] - ref.D, G - ref.mu, min(b, n))
-        else:
-            V = _exact_variance(problem, Ds[0], G, min(b, n))
-        smax = sigma_max_seen
-        C = 3.0 * (L**2 + smax**2)
-        step_sq = float(np.mean(accepted_steps)) if accepted_steps else math.nan
-        diagnostics.record_checkpoint(
-            iteration=state.n_steps,
-            epoch=state.n_epochs,
-            objective=value + R_w,
-            nnz=_nnz(problem, W),
-            sigma=sigma,
-            batch_size=b,
-            step_sq=step_sq,
-            step_max=math.sqrt(max(accepted_steps)) if accepted_steps else math.nan,
-            measure=measure,
-            lipschitz=L,
-            sigma_max=smax,
-            variance=V,
-            dist=_subdiff_dist(problem, penalty, W, G),
-            dist_trial=_subdiff_dist(problem, penalty, draw.W_trial, G_trial),
-            bound=C * float(np.vdot(draw.S, draw.S)) + 3.0 * float(np.sum((G - draw.g) ** 2)),
-            bound_expected=C * step_sq + 3.0 * V,
-        )
-        accepted_steps.clear()
-        if tol_abs is None and tol is not None:
-            if tol_scale is None:
-                diagnostics.tol_scale = max(1.0, float(np.linalg.norm(G)))
-            else:
-                diagnostics.tol_scale = tol_scale
-            tol_abs = tol * diagnostics.tol_scale
-            diagnostics.tol = tol_abs
-        last_grad = G
-        if svrg:
-            ref = _Reference(Ds[0], G)  # the next epoch's reference, free here
-        if verbose:
-            print(
-                f"[SR2] epoch {state.n_epochs:4d}  F = {value + R_w:.8e}  measure = "
-                f"{measure:.3e}  sigma = {sigma:.3e}  nnz = {_nnz(problem, W)}"
-            )
-        return tol_abs is not None and measure <= tol_abs
-
     if reference is not None:
-        order = getattr(problem, "order", slice(None))
-        ref = _Reference(reference[0][order], reference[1])
-    elif diagnostics.n_steps == 0:
-        checkpoint()  # recorded, but a fit always runs at least one epoch
+        order = slice(None) if work.order is None else work.order
+        ref = Reference(True, np.ascontiguousarray(reference[0][order]), reference[1])
+    log = _StepLog(sigma)
     converged = False
-    if svrg and ref is None and max_epochs > 0:
-        ref = _reference(problem, W)
-    epochs_run = 0
-    while not converged and epochs_run < max_epochs:
-        # Random reshuffling of blocks of the pre-shuffled rows: a random shift of the block
-        # edges and a random block order each epoch.
-        shift = int(rng.integers(b)) if b < n else 0
-        edges = np.unique(np.r_[0, np.arange(shift, n, b), n])
-        violations = 0
-        n_batches = 0
-        order = rng.permutation(edges.size - 1)
-        if data is not None:
-            W, sigma, trace = _compiled_epoch(
-                problem, penalty, data, W, R_w, sigma, edges, order, ref, rule, eps, lazy,
-                diagnostics, state,
-            )  # fmt: skip
-            sigma_max_seen = max(sigma_max_seen, float(trace[0].max()), sigma)
-            accepted_steps.extend(trace[3][trace[2] > 0].tolist())
-            R_w = penalty.value(W[:p])  # afresh: the kernel kept it by increments
-        else:
-            for k in order:
-                idx = slice(int(edges[k]), int(edges[k + 1]))
-                d = _draw(problem, penalty, W, R_w, sigma, idx, ref)
-                ZS = problem.linear(d.XB, d.S)
-                m = d.swB.shape[0]
-                # Decrease of the batch objective, F_B(w) - F_B(w+s) = xi - D_B(w+s, w) with
-                # D_B the Bregman divergence of f_B; under SVRG the same formula is the
-                # decrease of the consistent surrogate f_B(w) + <grad f(w~) - g_B(w~), w>,
-                # whose gradient at w is exactly g. D_B is summed per sample without
-                # cancellation, so rho stays meaningful when steps reach rounding level.
-                breg = problem.datafit.bregman(d.ZB, ZS, d.YB, d.dloss)
-                bregman = float(np.dot(d.swB, breg)) / m
-                actual = d.xi - bregman
-                objective = d.f_batch + R_w
-                rho = rule.ratio(actual, d.xi, objective, eps)
-                accepted, new_sigma, clamped = rule.update(rho, sigma)
-                step_sq = float(np.vdot(d.S, d.S))
-                if accepted:
-                    W, R_w = d.W_trial, d.R_trial
-                    accepted_steps.append(step_sq)
-                if variance_reduction == "growing_batch" and m > 1:
-                    var = _in_batch_variance(problem.row_norms_sq[idx], d.per_sample_D, d.g, n)
-                    violations += var > NORM_TEST_THETA**2 * sigma**2 * step_sq
-                    n_batches += 1
-                state.n_steps += 1
-                diagnostics.n_sigma_clamps += clamped
-                diagnostics.record_step(
-                    state.n_steps,
-                    state.n_epochs + 1,
-                    sigma,
-                    rho,
-                    float(accepted),
-                    step_sq,
-                    d.xi,
-                    objective,
-                    _nnz(problem, W),
-                )
-                sigma = new_sigma
-                sigma_max_seen = max(sigma_max_seen, sigma)
-        state.n_epochs += 1
-        epochs_run += 1
-        if n_batches and violations > n_batches / 2 and b < n:
-            b = min(n, 2 * b)
-        last = epochs_run == max_epochs
-        if last or epochs_run % checkpoint_every == 0:
-            converged = checkpoint()
-        elif svrg:
-            ref = _reference(problem, W)
-    diagnostics.converged = bool(converged)
-    derivatives = None
-    if ref is not None and last_grad is ref.mu:
-        derivatives = ref.D
-        order = getattr(problem, "order", None)
-        if order is not None:
-            derivatives = np.empty_like(ref.D)
-            derivatives[order] = ref.D
-    return SolverState(W, sigma, b, state.n_steps, state.n_epochs, grad=last_grad,
-                       derivatives=derivatives)  # fmt: skip
+    ck = prev = None  # the checkpoint at W (None once W moved), the last one passed
+    epochs = 0
+    while True:
+        due = _checkpoint_due(epochs, s, diagnostics)
+        if due or (svrg and epochs > 0):
+            full = due and not light
+            ck = _checkpoint(work, penalty, W, sigma, b, ref, s, diag_rng, full)
+            if svrg and prev is not None and _went_up(ck.objective, prev.objective):
+                # An unstable SVRG epoch (steps too long for the estimator's drift, which
+                # the batch ratio cannot see): back to where it started, longer sigma floor.
+                W, ck = prev.W.copy(), prev
+                rule = with_floor(rule, _RESTART_FACTOR * max(rule.sigma_min, sigma))
+                sigma = rule.sigma_min
+                diagnostics.n_restarts += 1
+                if full:
+                    ck = _checkpoint(work, penalty, W, sigma, b, ref, s, diag_rng, True)
+            prev = ck
+            W = ck.W
+            if full:
+                _record(diagnostics, ck, sigma, b, log, n_steps, n_epochs, s.verbose)
+            converged = tol is not None and ck.criterion <= tol
+            if svrg:
+                ref = Reference(True, ck.D, ck.G)
+        if converged or epochs >= max_epochs:
+            break
+        ck = None
+        if svrg and ref is None:
+            ck = prev = _checkpoint(work, penalty, W, sigma, b, ref, s, diag_rng, False)
+            W, ref = ck.W, Reference(True, ck.D, ck.G)
+        R_w = penalty.value(W[: problem.p])
+        W, R_w, sigma, trace, clamps, failed, tested = _epoch(work, penalty, W.copy(), R_w,
+                                                              sigma, b, ref, rng, s, rule)  # fmt: skip
+        ck = None
+        log.add(trace)
+        diagnostics.n_sigma_clamps += clamps
+        diagnostics.record_trace(n_steps + 1, n_epochs + 1, trace)
+        n_steps += trace.shape[0]
+        n_epochs += 1
+        epochs += 1
+        if tested and failed > tested / 2 and b < problem.n:
+            b = min(problem.n, 2 * b)
+    if not light:
+        diagnostics.converged = bool(converged)
+    grad = derivatives = None
+    if ck is not None:
+        grad = ck.G
+        derivatives = ck.D if work.order is None else _unshuffle(ck.D, work.order)
+    return SolverState(W, sigma, b, n_steps, n_epochs, grad=grad, derivatives=derivatives)
+
+
+def _checkpoint_due(epochs, s, diagnostics):
+    """At the end, every ``checkpoint_every`` epochs, and at the start when the criterion
+    must be checked or nothing has been recorded yet (``partial_fit`` calls after the
+    first skip it)."""
+    if epochs == s.max_epochs:
+        return True
+    if epochs == 0:
+        return s.tol is not None or (not s.light and diagnostics.n_checkpoints == 0)
+    return epochs % s.checkpoint_every == 0
+
+
+def _unshuffle(D, order):
+    out = np.empty_like(D)
+    out[order] = D
+    return out
+
+
+# An SVRG epoch that raised F(w) is undone and the sigma floor multiplied by this.
+_RESTART_FACTOR = 4.0
+
+
+def _went_up(new, old):
+    """F rose over an epoch by more than rounding (or became non-finite)."""
+    return not new <= old + 1e-12 * abs(old)
+
+
+def _checkpoint(problem, penalty, W, sigma, b, ref, s, rng, full):
+    """A checkpoint at W, with the diagnostics' Theorem 4 terms when ``full``."""
+    diagnostic = None
+    if full:
+        diagnostic = dict(sigma=sigma, batch_size=b, ref=ref, rng=rng,
+                          variance_estimate=s.variance_estimate)  # fmt: skip
+    return checkpoint(problem, penalty, W, scale=s.scale, diagnostic=diagnostic)
+
+
+def _record(diagnostics, ck, sigma, b, log, n_steps, n_epochs, verbose):
+    step_sq, step_max = log.take()
+    diagnostics.record_checkpoint(iteration=n_steps, epoch=n_epochs, sigma=sigma,
+                                  batch_size=b, step_sq=step_sq, step_max=step_max,
+                                  sigma_max=max(log.sigma_max, sigma), **ck.record)  # fmt: skip
+    if verbose:
+        print(f"[SR2] epoch {n_epochs:4d}  F = {ck.objective:.8e}  criterion = "
+              f"{ck.criterion:.3e}  sigma = {sigma:.3e}  nnz = {ck.record['nnz']}")  # fmt: skip
+
+
+def with_state(state, **changes):
+    """A copy of ``state`` with some fields replaced."""
+    return replace(state, **changes)

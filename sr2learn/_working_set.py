@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
-from ._sr2 import LinearProblem, SolverState, solve
-from .diagnostics import CHECKPOINT_KEYS, ConvergenceDiagnostics
+from ._sr2 import SolverState, _checkpoint, _null_scale, _record, _Settings, _StepLog, solve
+from .diagnostics import ConvergenceDiagnostics
 
 __all__ = ["solve_working_set", "use_working_set"]
 
@@ -24,116 +24,89 @@ INITIAL_SIZE = 64
 
 def use_working_set(option, n_features, penalty):
     """Resolve ``working_set="auto"``: on for at least MIN_FEATURES features and a
-    separable penalty (the k-sparse ball couples all coordinates)."""
+    separable penalty (a non-separable one couples all coordinates)."""
     if option == "auto":
-        return n_features >= MIN_FEATURES and penalty.__class__.__name__ != "L0Ball"
+        return n_features >= MIN_FEATURES and penalty.separable
     return bool(option)
 
 
-def _violation(penalty, W, G, lipschitz):
-    """Per feature, how far from optimal it is: the larger of dist(-grad_j, dR_j(w_j))
-    and the size of its proximal-gradient step at sigma = L. The second matters for the
-    nonconvex penalties, whose subdifferential at zero is the whole line (a zero
-    coordinate never "violates"), yet a step can leave zero."""
-    p = W.shape[0]
-    dist = penalty.subdiff_distance(W, G)
-    if lipschitz > 0 and math.isfinite(lipschitz):
-        move = lipschitz * np.abs(penalty.prox(W - G / lipschitz, 1.0 / lipschitz) - W)
+def _violation(problem, penalty, W, G):
+    """Per feature, how far from optimal it is, in the metric's units: the larger of
+    dist(-grad_j, dR_j(w_j)) and the size of its proximal-gradient step at sigma = L. The
+    second matters for the nonconvex penalties, whose subdifferential at zero is the whole
+    line (a zero coordinate never "violates"), yet a step can leave zero."""
+    p = problem.p
+    scale = np.sqrt(problem.inv_metric[:p])[:, None]
+    dist = penalty.subdiff_distance(W[:p], G[:p]) * scale
+    L = problem.lipschitz()
+    if L > 0 and math.isfinite(L):
+        t = problem.inv_metric[:p, None] / L
+        move = np.abs(penalty.prox(W[:p] - G[:p] * t, t) - W[:p]) * L / scale
         dist = np.maximum(dist, move)
     return np.linalg.norm(np.atleast_2d(dist).reshape(p, -1), axis=1)
 
 
-def _full_checkpoint(problem, penalty, state, rule, rng, variance_reduction, tol, tol_scale,
-                     variance_estimate):  # fmt: skip
-    """A full-problem checkpoint at ``state.W`` (no step is taken): the checkpoint, the
-    tolerance scale and the full gradient at W."""
-    probe = ConvergenceDiagnostics()
-    out = solve(problem, penalty, SolverState(state.W, state.sigma, state.batch_size), rule,
-                max_epochs=0, tol=tol, variance_reduction=variance_reduction, rng=rng,
-                diagnostics=probe, variance_estimate=variance_estimate,
-                tol_scale=tol_scale)  # fmt: skip
-    return probe.last_checkpoint(), probe.tol_scale, out.grad, out.derivatives
+def _working_set(problem, penalty, W, G, size):
+    """The ``size`` features with the largest violation, the support always included;
+    among equal violations (zero, mostly), the largest gradient first."""
+    p = problem.p
+    violation = _violation(problem, penalty, W, G)
+    support = np.flatnonzero(np.any(W[:p] != 0, axis=1))
+    violation[support] = np.inf
+    grad_size = np.linalg.norm(G[:p].reshape(p, -1) * np.sqrt(problem.inv_metric[:p, None]),
+                               axis=1)  # fmt: skip
+    return np.sort(np.lexsort((-grad_size, -violation))[: min(p, size)])
 
 
-def solve_working_set(
-    problem,
-    penalty,
-    state,
-    rule,
-    *,
-    max_epochs,
-    tol,
-    variance_reduction,
-    rng,
-    diagnostics,
-    variance_estimate="exact",
-    verbose=0,
-):
+def solve_working_set(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction,
+                      rng, diagnostics, variance_estimate="exact", verbose=0,
+                      stability_floor=True):  # fmt: skip
     """Solve with a growing working set; returns the new full-problem state.
 
-    ``max_epochs`` bounds the epochs of the inner solves together; ``tol`` is compared
-    with the full problem's stationarity measure, scaled as in :func:`solve`.
+    ``max_epochs`` bounds the epochs of the inner solves together; ``tol`` is compared with
+    the full problem's criterion (see :func:`sr2learn._sr2.checkpoint`).
     """
     p = problem.p
-    W = state.W.copy()
+    W = np.array(state.W, dtype=np.float64)
     sigma, b = state.sigma, state.batch_size
-    epochs = state.n_epochs
-    steps = state.n_steps
+    epochs, steps = state.n_epochs, state.n_steps
+    scale = None if penalty.dual_scale(np.zeros((1, 1))) is not None else \
+        _null_scale(problem, penalty)  # fmt: skip
     size = INITIAL_SIZE
-    tol_scale = None
+    log = _StepLog(sigma)
+    diag_rng = np.random.default_rng(rng.integers(2**32))
     converged = False
-    accepted = []  # squared lengths of the accepted steps since the last checkpoint
     while True:
-        full_state = SolverState(W, sigma, b, steps, epochs)
-        last, tol_scale, G, D = _full_checkpoint(problem, penalty, full_state, rule, rng,
-                                           variance_reduction, tol, tol_scale,
-                                           variance_estimate)  # fmt: skip
-        if accepted:
-            last["step_sq"] = float(np.mean(accepted))
-            last["step_max"] = math.sqrt(max(accepted))
-            C = 3.0 * (last["lipschitz"] ** 2 + last["sigma_max"] ** 2)
-            last["bound_expected"] = C * last["step_sq"] + 3.0 * last["variance"]
-        last.update(iteration=steps, epoch=epochs)
-        diagnostics.record_checkpoint(**{k: last[k] for k in CHECKPOINT_KEYS})
-        diagnostics.tol_scale = tol_scale
-        diagnostics.tol = None if tol is None else tol * tol_scale
-        if tol is not None and last["measure"] <= tol * tol_scale:
-            converged = True
+        settings = _Settings(0, tol, variance_reduction, variance_estimate=variance_estimate,
+                             scale=scale, verbose=verbose)  # fmt: skip
+        ck = _checkpoint(problem, penalty, W, sigma, b, None, settings, diag_rng, True)
+        _record(diagnostics, ck, sigma, b, log, steps, epochs, verbose)
+        W = ck.W
+        converged = tol is not None and ck.criterion <= tol
+        if converged or epochs - state.n_epochs >= max_epochs:
             break
-        used = epochs - state.n_epochs
-        if used >= max_epochs:
-            break
-        violation = _violation(penalty, W[:p], G[:p], last["lipschitz"])
-        support = np.flatnonzero(np.any(W[:p] != 0, axis=1))
-        size = max(size, 2 * support.size)
-        violation[support] = np.inf  # the support always stays in the set
-        # Largest violation first; among equal ones (zero, mostly), largest gradient.
-        grad_size = np.linalg.norm(G[:p].reshape(p, -1), axis=1)
-        ws = np.sort(np.lexsort((-grad_size, -violation))[: min(p, size)])
-        X_ws = problem.X[:, ws]
-        sub = LinearProblem(X_ws, problem.Y, problem.sw, problem.datafit, problem.c)
-        # A column subset has a smaller spectral norm: the full problem's L bounds the
-        # restricted one's, without another eigenvalue computation per outer iteration.
-        sub._lipschitz = problem.lipschitz()
+        size = max(size, 2 * int(np.count_nonzero(np.any(W[:p] != 0, axis=1))))
+        ws = _working_set(problem, penalty, W, ck.G, size)
+        sub = problem.restricted(ws)
         rows = np.r_[ws, np.arange(p, problem.n_rows)]
-        sub_state = SolverState(W[rows], sigma, b, steps, epochs)
+        # Solve the restricted problem a decade below the full problem's criterion; W is
+        # zero off the set, so the checkpoint's derivatives and gradient rows are the
+        # restricted problem's SVRG reference.
+        inner_tol = None if tol is None else max(tol, 0.1 * ck.criterion)
+        reference = (ck.D, ck.G[rows]) if variance_reduction == "svrg" else None
         inner = ConvergenceDiagnostics()
-        # Solve the restricted problem a decade below the current full-problem measure.
-        inner_tol = None if tol is None else max(tol * tol_scale, 0.1 * last["measure"])
-        # W is zero off the set, so the full checkpoint's derivatives and the gradient's
-        # rows on the set are the restricted problem's SVRG reference.
-        reference = None if D is None else (D, G[rows])
-        new = solve(sub, penalty, sub_state, rule, max_epochs=max_epochs - used,
-                    tol=inner_tol, tol_scale=1.0, variance_reduction=variance_reduction,
-                    rng=rng, diagnostics=inner, variance_estimate=variance_estimate,
-                    verbose=verbose, reference=reference, light=True)  # fmt: skip
-        diagnostics._steps.extend(inner._steps)
-        accepted = [row[5] for row in inner._steps if row[4]]
-        diagnostics.n_sigma_clamps += inner.n_sigma_clamps
+        new = solve(sub, penalty, SolverState(W[rows], sigma, b, steps, epochs), rule,
+                    max_epochs=max_epochs - (epochs - state.n_epochs), tol=inner_tol,
+                    variance_reduction=variance_reduction, rng=rng, diagnostics=inner,
+                    reference=reference, light=True, scale=scale,
+                    stability_floor=stability_floor)  # fmt: skip
+        diagnostics.extend_steps(inner)
+        log.add(inner.trace_array())
         W[rows] = new.W
         sigma, b, steps, epochs = new.sigma, new.batch_size, new.n_steps, new.n_epochs
         if verbose:
-            print(f"[SR2 working set] {ws.size} features, full measure {last['measure']:.3e}")
+            print(f"[SR2 working set] {ws.size} features, criterion {ck.criterion:.3e}")
         size *= 2
     diagnostics.converged = converged
-    return SolverState(W=W, sigma=sigma, batch_size=b, n_steps=steps, n_epochs=epochs)
+    return SolverState(W, sigma, b, steps, epochs, grad=ck.G)
+

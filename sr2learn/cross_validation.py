@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._sr2 import VARIANCE_REDUCTIONS, LinearProblem
 from .datafits import Logistic, Quadratic
-from .linear_model import SR2Classifier, SR2Regressor, _intercept_scale
+from .linear_model import SR2Classifier, SR2Regressor
 from .penalties import PENALTY_NAMES, check_penalty
 
 __all__ = ["alpha_max", "SR2ClassifierCV", "SR2RegressorCV"]
@@ -47,8 +47,7 @@ def alpha_max(estimator, X, y, sample_weight=None):
     sw = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=float)
     Y, sw, datafit = est._encode_targets(y, sw.astype(X.dtype), False, None)
     sw = sw * (n / sw.sum())
-    c = _intercept_scale(X, sw) if est.fit_intercept else 0.0
-    problem = LinearProblem(X, Y, sw, datafit, c)
+    problem = LinearProblem(X, Y, sw, datafit, est.fit_intercept)
     b = np.zeros((1, problem.K))
     if est.fit_intercept:
         mean = (sw[:, None] * Y).sum(axis=0) / n
@@ -63,10 +62,11 @@ def alpha_max(estimator, X, y, sample_weight=None):
     L = problem.lipschitz()
     if not np.any(G) or L <= 0:
         return 0.0
-    v = -G / L
+    t = problem.inv_metric[: problem.p, None] / L  # the solver's step, in its metric
+    v = -G * t
 
     def all_zero(alpha):
-        return not np.any(check_penalty(estimator.penalty, alpha).prox(v, 1.0 / L))
+        return not np.any(check_penalty(estimator.penalty, alpha).prox(v, t))
 
     hi = float(np.max(np.abs(G))) * 2 + 1e-300
     while not all_zero(hi):

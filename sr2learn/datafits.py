@@ -14,11 +14,28 @@ Each datafit exposes
   rounding level); ``D = derivative(Z, Y)``, which the solver has already, is reused;
 - ``curvature``: a bound on the second derivative of l in z (spectral norm of the
   per-sample Hessian), which turns ||X~||_2^2 / n into the Lipschitz constant of
-  grad f (DESIGN §3).
+  grad f (DESIGN §3);
+- ``conjugate(U, Y)``: the Fenchel conjugate l*(u_i) per sample, for the dual objective
+  -(1/n) sum_i s_i l*(-theta_i) of the duality gap (with ``U = kappa * derivative``, the
+  dual point that the estimators use, always inside the conjugate's domain);
+- ``intercept_shift(Z, Y, sw)``: the shift delta of every prediction that minimises
+  sum_i s_i l(z_i + delta, y_i), i.e. the exact minimisation over the (unpenalised)
+  intercept for fixed coefficients.
+
+Beside the array forms each class carries its compiled form, ``Kernel``, whose static
+methods are the same formulas for one sample (``z``, ``y``, ``d``: arrays of length K),
+compiled by numba for the SR2 epoch engine (:mod:`sr2learn._engine`):
+``loss_derivative(kernel, z, y, d)`` writes l'(z) into ``d`` and returns l(z);
+``bregman(kernel, z, dz, y, d, loss)`` is the Bregman term at ``z`` (``d`` and ``loss``
+from ``loss_derivative``). tests/test_datafits_and_rule.py checks that both forms agree.
 """
 
+import math
+from typing import NamedTuple
+
 import numpy as np
-from scipy.special import expit, log_expit, logsumexp, softmax
+from numba.extending import register_jitable
+from scipy.special import expit, log_expit, logsumexp, softmax, xlogy
 
 # Below this |dz| the Bregman terms use their Taylor series (4th order: relative error
 # about dz^3 / 60, against a cancellation error of eps / dz^2 in the plain difference).
@@ -26,11 +43,85 @@ _TAYLOR_BELOW = 1e-2
 
 __all__ = ["Quadratic", "Logistic", "Multinomial"]
 
+_NEWTON_STEPS = 60
+# Intercept shifts beyond this (a class absent from the data drives its intercept to
+# -inf) are not pursued: exp(-50) is already below any probability that matters.
+_INTERCEPT_LIMIT = 50.0
 
-class Quadratic:
+
+class Datafit:
+    """Base class: the compiled form's parameters and the intercept's exact minimisation."""
+
+    Kernel = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # numba names (and mangles) a NamedTuple type by its class's __name__: every
+        # Kernel must have its own, or two datafits' compiled functions collide.
+        if "Kernel" in cls.__dict__:
+            cls.Kernel.__name__ = f"{cls.__name__}Kernel"
+
+    def kernel(self):
+        return self.Kernel(curvature=self.curvature)
+
+    def intercept_shift(self, Z, Y, sw):
+        """Newton's method with a backtracking line search on the convex function
+        phi(delta) = sum_i s_i l(z_i + delta); the Hessian of the multinomial loss is
+        singular along (1, ..., 1), hence the least-squares solve."""
+        delta = np.zeros(Z.shape[1])
+        total = float(sw.sum())
+        value = float(sw @ self.loss(Z, Y))
+        for _ in range(_NEWTON_STEPS):
+            D = self.derivative(Z + delta, Y)
+            grad = sw @ D
+            if not np.max(np.abs(grad)) > 1e-13 * total:
+                break
+            if not np.all(np.isfinite(grad)) or np.max(np.abs(delta)) > _INTERCEPT_LIMIT:
+                break  # no finite minimiser (a class absent from the data): stop moving
+            H = self._intercept_hessian(Z + delta, D + Y, sw)
+            step = -np.linalg.lstsq(H, grad, rcond=None)[0]
+            t = 1.0
+            while t > 1e-10:
+                trial = float(sw @ self.loss(Z + delta + t * step, Y))
+                if trial <= value + 1e-4 * t * float(grad @ step):
+                    break
+                t *= 0.5
+            else:
+                break
+            delta, value = delta + t * step, trial
+        return delta
+
+
+class Quadratic(Datafit):
     """Half squared residual, l(z, y) = (z - y)^2 / 2 (the objective of ``Lasso``)."""
 
     curvature = 1.0
+
+    def conjugate(self, U, Y):
+        return 0.5 * np.einsum("ij,ij->i", U, U) + np.einsum("ij,ij->i", U, Y)
+
+    def intercept_shift(self, Z, Y, sw):
+        return -(sw @ (Z - Y)) / float(sw.sum())
+
+    class Kernel(NamedTuple):
+        curvature: float
+
+        @staticmethod
+        @register_jitable
+        def loss_derivative(kernel, z, y, d):
+            total = 0.0
+            for k in range(z.shape[0]):
+                d[k] = z[k] - y[k]
+                total += d[k] * d[k]
+            return 0.5 * total
+
+        @staticmethod
+        @register_jitable
+        def bregman(kernel, z, dz, y, d, loss):
+            total = 0.0
+            for k in range(z.shape[0]):
+                total += dz[k] * dz[k]
+            return 0.5 * total
 
     def loss(self, Z, Y):
         R = Z - Y
@@ -43,10 +134,46 @@ class Quadratic:
         return 0.5 * np.einsum("ij,ij->i", dZ, dZ)
 
 
-class Logistic:
+class Logistic(Datafit):
     """Binary log-loss with labels ``Y`` in {0, 1}: l(z, y) = log(1 + exp(-(2y - 1) z))."""
 
     curvature = 0.25
+
+    def conjugate(self, U, Y):
+        # q = u + y in [0, 1] (a convex combination of y and sigmoid(z) for the dual points used)
+        q = np.clip(U[:, 0] + Y[:, 0], 0.0, 1.0)
+        return xlogy(q, q) + xlogy(1.0 - q, 1.0 - q)
+
+    @staticmethod
+    def _intercept_hessian(Z, P, sw):
+        return np.array([[float(sw @ (P[:, 0] * (1.0 - P[:, 0])))]])
+
+    class Kernel(NamedTuple):
+        curvature: float
+
+        @staticmethod
+        @register_jitable
+        def loss_derivative(kernel, z, y, d):
+            # One exp and one log1p per sample: the transcendental functions are most of
+            # the cost of a sparse step.
+            zz = z[0]
+            e = math.exp(-abs(zz))
+            tail = math.log1p(e)  # softplus(-|z|)
+            sig = 1.0 / (1.0 + e) if zz >= 0.0 else e / (1.0 + e)
+            d[0] = sig - y[0]
+            return max(-(2.0 * y[0] - 1.0) * zz, 0.0) + tail
+
+        @staticmethod
+        @register_jitable
+        def bregman(kernel, z, dz, y, d, loss):
+            p = d[0] + y[0]  # sigmoid(z)
+            dd = dz[0]
+            if abs(dd) < _TAYLOR_BELOW:
+                q = p * (1.0 - p)
+                return dd * dd * (q / 2 + dd * (q * (1 - 2 * p) / 6 + dd * q * (1 - 6 * q) / 24))
+            zn = z[0] + dd
+            softplus_new = max(zn, 0.0) + math.log1p(math.exp(-abs(zn)))
+            return softplus_new - (loss + y[0] * z[0]) - p * dd  # softplus(z) = l + y z
 
     def loss(self, Z, Y):
         # log(1 + exp(-m)) = -log(sigmoid(m)), computed without overflow.
@@ -69,10 +196,66 @@ class Logistic:
         return out
 
 
-class Multinomial:
+class Multinomial(Datafit):
     """Softmax cross-entropy with one-hot targets ``Y``: l(z, y) = logsumexp(z) - z . y."""
 
     curvature = 0.5  # the largest eigenvalue of diag(p) - p p^T is at most 1/2
+
+    def conjugate(self, U, Y):
+        Q = np.clip(U + Y, 0.0, 1.0)  # on the simplex for the dual points used
+        return xlogy(Q, Q).sum(axis=1)
+
+    @staticmethod
+    def _intercept_hessian(Z, P, sw):
+        return np.diag(sw @ P) - (P * sw[:, None]).T @ P
+
+    class Kernel(NamedTuple):
+        curvature: float
+
+        @staticmethod
+        @register_jitable
+        def loss_derivative(kernel, z, y, d):
+            top = z[0]
+            for k in range(1, z.shape[0]):
+                top = max(top, z[k])
+            total = 0.0
+            for k in range(z.shape[0]):
+                d[k] = math.exp(z[k] - top)
+                total += d[k]
+            lse = top + math.log(total)
+            loss = lse
+            for k in range(z.shape[0]):
+                d[k] = d[k] / total - y[k]
+                loss -= z[k] * y[k]
+            return loss
+
+        @staticmethod
+        @register_jitable
+        def bregman(kernel, z, dz, y, d, loss):
+            K = z.shape[0]
+            big = 0.0
+            mean = 0.0
+            for k in range(K):
+                big = max(big, abs(dz[k]))
+                mean += (d[k] + y[k]) * dz[k]
+            if big < _TAYLOR_BELOW:
+                m2 = m3 = m4 = 0.0
+                for k in range(K):
+                    c = dz[k] - mean
+                    pc2 = (d[k] + y[k]) * c * c
+                    m2 += pc2
+                    m3 += pc2 * c
+                    m4 += pc2 * c * c
+                return m2 / 2 + m3 / 6 + (m4 - 3 * m2 * m2) / 24
+            top = z[0] + dz[0]
+            for k in range(1, K):
+                top = max(top, z[k] + dz[k])
+            total = 0.0
+            lse_old = loss
+            for k in range(K):
+                total += math.exp(z[k] + dz[k] - top)
+                lse_old += z[k] * y[k]
+            return top + math.log(total) - lse_old - mean
 
     def loss(self, Z, Y):
         return logsumexp(Z, axis=1) - np.einsum("ij,ij->i", Z, Y)

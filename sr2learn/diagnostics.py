@@ -31,15 +31,22 @@ CHECKPOINT_KEYS = (
     "batch_size",
     "step_sq",  # the paper's E||s||^2: mean over accepted steps since the last checkpoint
     "step_max",  # max ||s|| over the same steps (the delta of Corollary 1)
-    "measure",  # sqrt(sigma * xi) of a full-gradient step: the number compared to tol
+    "measure",  # sqrt(L * xi) of a full-gradient step at sigma = L
+    "gap",  # duality gap F(w) - D(theta) (convex penalties; NaN otherwise)
+    "criterion",  # the scale-free number compared to tol (relative gap or measure)
     "lipschitz",  # L, the Lipschitz constant of grad f (an exact bound for linear models)
     "sigma_max",  # the largest sigma seen so far
     "variance",  # V = E||grad f(w) - g||^2 for the gradient estimator in use
-    "dist",  # measured dist(0, dF(w)) with the full gradient
+    "dist",  # measured dist(0, dF(w)) with the full gradient, user coordinates
     "dist_trial",  # measured dist(0, dF(w + s)) for one step s drawn at w
-    "bound",  # 3(L^2 + sigma_max^2)||s||^2 + 3||grad f(w) - g||^2 for that same draw
-    "bound_expected",  # 3(L^2 + sigma_max^2) E||s||^2 + 3 V (the Theorem 4 right-hand side)
+    "trial_step_sq",  # ||s||^2 of that step
+    "trial_grad_error_sq",  # ||grad f(w) - g||^2 of that step's gradient estimate g
+    "C",  # 3 (L^2 + sigma_max^2), Theorem 4's constant
+    "bound",  # C ||s||^2 + 3 ||grad f(w) - g||^2 for that same draw
+    "bound_expected",  # C E||s||^2 + 3 V (the Theorem 4 right-hand side)
 )
+# Computed here from the others, never passed in: one formula for both backends.
+_DERIVED_KEYS = ("C", "bound", "bound_expected")
 
 
 class ConvergenceDiagnostics:
@@ -73,6 +80,7 @@ class ConvergenceDiagnostics:
         self.lipschitz_is_estimate = lipschitz_is_estimate
         self.converged = False
         self.n_sigma_clamps = 0
+        self.n_restarts = 0  # SVRG epochs undone because F(w) rose (linear models)
         self._steps = []
         self._checkpoints = []
 
@@ -83,7 +91,7 @@ class ConvergenceDiagnostics:
 
     def record_steps(self, first_iteration, epoch, sigma, rho, accepted, step_sq, xi, objective,
                      nnz):  # fmt: skip
-        """Record a run of consecutive steps from per-step arrays (the compiled epoch)."""
+        """Record a run of consecutive steps from per-step arrays."""
         iterations = range(first_iteration, first_iteration + len(sigma))
         self._steps.extend(
             zip(iterations, [epoch] * len(sigma), sigma.tolist(), rho.tolist(),
@@ -91,11 +99,47 @@ class ConvergenceDiagnostics:
                 nnz.tolist(), strict=True)
         )  # fmt: skip
 
+    def record_trace(self, first_iteration, epoch, trace):
+        """Record the steps of one compiled epoch: ``trace`` has one row per step with
+        sigma, rho, accepted, step_sq, xi, batch objective and nnz."""
+        self.record_steps(first_iteration, epoch, *trace.T)
+
     def record_checkpoint(self, **values):
-        missing = set(CHECKPOINT_KEYS) - values.keys()
-        if missing:
-            raise ValueError(f"checkpoint lacks {sorted(missing)}")
+        """Record one checkpoint. Pass every key of ``CHECKPOINT_KEYS`` except ``C``,
+        ``bound`` and ``bound_expected``, which are computed here (Theorem 4):
+        C = 3 (L^2 + sigma_max^2), bound = C ||s||^2 + 3 ||grad f - g||^2 for the drawn
+        step, bound_expected = C E||s||^2 + 3 V."""
+        expected = set(CHECKPOINT_KEYS) - set(_DERIVED_KEYS)
+        missing, extra = expected - values.keys(), values.keys() - expected
+        if missing or extra:
+            raise ValueError(f"checkpoint lacks {sorted(missing)}, has unknown {sorted(extra)}")
+        C = 3.0 * (values["lipschitz"] ** 2 + values["sigma_max"] ** 2)
+        values["C"] = C
+        values["bound"] = C * values["trial_step_sq"] + 3.0 * values["trial_grad_error_sq"]
+        values["bound_expected"] = C * values["step_sq"] + 3.0 * values["variance"]
         self._checkpoints.append(tuple(float(values[k]) for k in CHECKPOINT_KEYS))
+
+    def extend_steps(self, other):
+        """Append the steps of another diagnostics object (the working set's inner solves)."""
+        self._steps.extend(other._steps)
+        self.n_sigma_clamps += other.n_sigma_clamps
+        self.n_restarts += other.n_restarts
+
+    def trace_array(self):
+        """The steps as an array with the columns of a compiled epoch's trace."""
+        return np.asarray([row[2:] for row in self._steps], dtype=float).reshape(-1, 7)
+
+    @property
+    def criterion_name(self):
+        """What ``criterion`` (the number compared with tol) is at the last checkpoint."""
+        last = self.last_checkpoint()
+        if last is not None and math.isfinite(last["gap"]):
+            return "relative duality gap (F(w) - D(theta)) / F(w)"
+        return "relative stationarity measure (to the intercept-only model's)"
+
+    @property
+    def n_checkpoints(self):
+        return len(self._checkpoints)
 
     # -- reading ------------------------------------------------------------------------------
     @staticmethod
@@ -143,7 +187,7 @@ class ConvergenceDiagnostics:
         eps = math.sqrt(max(last["step_sq"], last["variance"]))
         if not eps < 1.0:
             return None
-        C = 3.0 * (last["lipschitz"] ** 2 + last["sigma_max"] ** 2)
+        C = last["C"]
         return {
             "delta": last["step_max"],
             "epsilon": eps,

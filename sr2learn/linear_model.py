@@ -15,7 +15,6 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._kernel import kernel_codes
 from ._rule import SR2Rule
 from ._sr2 import VARIANCE_REDUCTIONS, LinearProblem, SolverState, solve
 from ._working_set import solve_working_set, use_working_set
@@ -25,48 +24,30 @@ from .penalties import PENALTY_NAMES, Penalty, check_penalty
 
 __all__ = ["SR2Classifier", "SR2Regressor"]
 
-# A batch holds about this many stored entries of X: enough that the fixed cost of a
-# step (tens of microseconds of Python) stays small next to its arithmetic. Dense BLAS
-# products cost several times less per entry than CSR ones, hence a larger dense target.
-_AUTO_BATCH_WORK = {"dense": 2**17, "sparse": 2**14}
-# Compiled epochs: a step costs about a microsecond besides its rows, the price of a few
-# hundred stored entries; batches hold at least this many entries, and this many rows at
-# least and at most (see auto_batch_size).
-_COMPILED_BATCH_ENTRIES = 256
-_COMPILED_BATCH_ROWS = (32, 256)
+# A step costs about a microsecond besides its rows, the price of a few hundred stored
+# entries; batches hold at least this many entries, and this many rows at least and at most
+# (see auto_batch_size).
+_BATCH_ENTRIES = 256
+_BATCH_ROWS = (32, 256)
 # Relative range of sigma around sigma0 when sigma_min / sigma_max are not given.
 _SIGMA_RANGE = 1e10
-# Under variance reduction sigma_min defaults to L / (2 b) (see the sigma_min docstring).
-_SIGMA_FLOOR_DIVISOR = 2.0
 
 
-def auto_batch_size(n_samples, nnz_per_row, sparse=False, compiled=False):
+def auto_batch_size(n_samples, nnz_per_row):
     """The ``batch_size="auto"`` rule.
 
-    Where the compiled epoch runs (``compiled=True``: one output, squared or logistic
-    loss, l1 or l0, SVRG or none) a step's fixed cost is about a microsecond, so batches
-    are small: 32 rows, or enough rows to hold 256 stored entries when rows are very
-    sparse (at most 256 rows), and at most n/16. Small batches make more adaptive steps
-    per pass over the data: measured (benchmarks/bench_sparse_highdim.py) on Adult and on
-    a text-like 20,000 x 50,000 problem, 32 rows reached 1e-3 suboptimality in 2-4 epochs
-    against 8-16 with 128-1024 rows, at about the same cost per epoch.
-
-    Otherwise (the NumPy steps), enough rows that one batch holds about 128k entries of a
-    dense X or 16k stored entries of a sparse one (so the fixed cost of a step, tens of
-    microseconds of Python, stays small next to its arithmetic), but at most n/16 rows,
-    so that an epoch makes at least 16 adaptive steps per full-gradient pass. Measured
-    (benchmarks/bench_epoch.py): on dense 100k x 100, 162 rows cost 9x the two reference
-    matrix products per epoch, 1297 rows 2.4x.
+    A step's fixed cost in the compiled engine is about a microsecond, so batches are
+    small: 32 rows, or enough rows to hold 256 stored entries
+    when rows are very sparse (at most 256 rows), and at most n/16. Small batches make more
+    adaptive steps per pass over the data: measured (benchmarks/bench_sparse_highdim.py) on
+    Adult and on a text-like 20,000 x 50,000 problem, 32 rows reached 1e-3 suboptimality in
+    2-4 epochs against 8-16 with 128-1024 rows, at about the same cost per epoch.
     """
     by_steps = int(math.ceil(n_samples / 16))
-    if compiled:
-        low, high = _COMPILED_BATCH_ROWS
-        per_row = max(1, int(math.ceil(nnz_per_row)))
-        rows = min(high, max(low, _COMPILED_BATCH_ENTRIES // per_row))
-        return int(max(1, min(rows, by_steps)))
-    target = _AUTO_BATCH_WORK["sparse" if sparse else "dense"]
-    by_work = target // max(1, int(math.ceil(nnz_per_row)) + 1)
-    return int(max(1, min(by_work, by_steps)))
+    low, high = _BATCH_ROWS
+    per_row = max(1, int(math.ceil(nnz_per_row)))
+    rows = min(high, max(low, _BATCH_ENTRIES // per_row))
+    return int(max(1, min(rows, by_steps)))
 
 
 _COMMON_DOC = """
@@ -217,119 +198,91 @@ class _BaseSR2(BaseEstimator):
         total = float(sample_weight.sum())
         if not total > 0:
             raise ValueError("The sample weights sum to zero: there is nothing to fit.")
-        sample_weight = (sample_weight * (n / total)).astype(X.dtype)
+        sample_weight = sample_weight * (n / total)
         penalty = check_penalty(self.penalty, self.alpha)
         if sp.issparse(X):
-            X.sum_duplicates()
-            nnz_per_row = X.nnz / max(1, n)
-        else:
-            nnz_per_row = X.shape[1]
-        if first:
-            self._intercept_scale = (
-                _intercept_scale(X, sample_weight) if self.fit_intercept else 0.0
-            )
-        problem = LinearProblem(X, Y, sample_weight, datafit, self._intercept_scale)
-        if self.batch_size == "auto":
-            compiled = kernel_codes(problem, penalty, self.variance_reduction) is not None
-            b = auto_batch_size(n, nnz_per_row, sparse=sp.issparse(X), compiled=compiled)
-        else:
-            b = min(n, self.batch_size)
+            X = _canonical_csr(X)
+        metric = None if first else self._metric
+        problem = LinearProblem(X, Y, sample_weight, datafit, self.fit_intercept, metric)
+        b = self._batch_size(X)
         seed = check_random_state(self.random_state).randint(2**31 - 1)
         gen = np.random.default_rng(seed)
-
-        reuse = (partial and not first) or (self.warm_start and hasattr(self, "coef_"))
-        if reuse and self._state.W.shape == (problem.n_rows, problem.K):
-            state = SolverState(W=self._state.W.astype(X.dtype), sigma=self.sigma_, batch_size=b)
-            sigma0 = self.sigma_
-        else:
-            W0 = np.zeros((problem.n_rows, problem.K), dtype=X.dtype)
-            if self.sigma0 is not None:
-                sigma0 = float(self.sigma0)
-            else:
-                idx = np.sort(gen.choice(n, size=b, replace=False))
-                sigma0 = problem.curvature_estimate(idx, seed=seed)
-                if not (math.isfinite(sigma0) and sigma0 > 0):
-                    sigma0 = 1.0
-            state = SolverState(W=W0, sigma=sigma0, batch_size=b)
-        if first or not hasattr(self, "_rule"):
-            sigma_min = self.sigma_min
-            if sigma_min is None:
-                sigma_min = sigma0 / _SIGMA_RANGE
-                if self.variance_reduction is not None:
-                    # rho is measured on the minibatch only, which cannot see curvature
-                    # that the batch lacks: keep steps within 2b/L (the full-gradient
-                    # stability limit 2/L for b = 1, relaxed as batches see more).
-                    sigma_min = max(sigma_min, problem.lipschitz() / (_SIGMA_FLOOR_DIVISOR * b))
-            sigma_max = self.sigma_max
-            if sigma_max is None:
-                sigma_max = max(sigma0, sigma_min) * _SIGMA_RANGE
-            self._rule = SR2Rule(
-                eta1=self.eta1,
-                eta2=self.eta2,
-                gamma1=self.gamma1,
-                gamma3=self.gamma3,
-                sigma_min=sigma_min,
-                sigma_max=sigma_max,
-            )
-            state.sigma = min(self._rule.sigma_max, max(self._rule.sigma_min, state.sigma))
+        state, sigma0 = self._start(problem, b, partial, first, gen, seed)
+        rule = self._rule if not first and hasattr(self, "_rule") else self._make_rule(
+            problem, sigma0, b)  # fmt: skip
+        state.sigma = min(rule.sigma_max, max(rule.sigma_min, state.sigma))
         if partial and not first:
             diagnostics = self.diagnostics_
             state.n_steps, state.n_epochs = diagnostics.n_steps, self.n_iter_
         else:
-            diagnostics = ConvergenceDiagnostics(
-                tol=None, variance_reduction=self.variance_reduction
-            )
-        common = dict(
-            variance_reduction=self.variance_reduction,
-            rng=gen,
-            diagnostics=diagnostics,
-            variance_estimate=self.variance_estimate,
-            verbose=self.verbose,
-        )
+            diagnostics = ConvergenceDiagnostics(tol=None if partial else self.tol,
+                                                 variance_reduction=self.variance_reduction)
+        diagnostics.column_scale = np.sqrt(problem.metric)
+        common = dict(variance_reduction=self.variance_reduction, rng=gen,
+                      diagnostics=diagnostics, variance_estimate=self.variance_estimate,
+                      verbose=self.verbose, stability_floor=self.sigma_min is None)  # fmt: skip
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             if not partial and use_working_set(self.working_set, problem.p, penalty):
-                state = solve_working_set(
-                    problem, penalty, state, self._rule, max_epochs=self.max_iter,
-                    tol=self.tol, **common,
-                )  # fmt: skip
+                state = solve_working_set(problem, penalty, state, rule,
+                                          max_epochs=self.max_iter, tol=self.tol, **common)
             else:
-                state = solve(
-                    problem,
-                    penalty,
-                    state,
-                    self._rule,
-                    max_epochs=1 if partial else self.max_iter,
-                    tol=None if partial else self.tol,
-                    checkpoint_every=self.checkpoint_every,
-                    **common,
-                )
-        self._state = state
+                state = solve(problem, penalty, state, rule,
+                              max_epochs=1 if partial else self.max_iter,
+                              tol=None if partial else self.tol,
+                              checkpoint_every=self.checkpoint_every, **common)  # fmt: skip
+        # Only a finished solve makes the estimator fitted.
+        self._state, self._rule, self._metric = state, rule, problem.metric
         self.sigma_ = state.sigma
         self.n_iter_ = state.n_epochs
         self.diagnostics_ = diagnostics
-        self._set_coef(state.W, problem)
+        self._set_coef(state.W, problem, X.dtype)
         if not partial and not diagnostics.converged:
-            last = diagnostics.last_checkpoint()
-            warnings.warn(
-                f"SR2 did not converge in max_iter={self.max_iter} epochs: the stationarity "
-                f"measure sqrt(sigma*xi) is {last['measure']:.3e} > tol = {diagnostics.tol:.3e} "
-                f"(measured dist(0, dF(w)) = {last['dist']:.3e}). Increase max_iter"
-                + (
-                    ", or use variance_reduction='svrg' (plain SR2 stalls at the noise level)."
-                    if self.variance_reduction is None
-                    else "."
-                ),
-                ConvergenceWarning,
-                stacklevel=3,
-            )
+            warnings.warn(_not_converged_message(self, diagnostics, rule), ConvergenceWarning,
+                          stacklevel=3)  # fmt: skip
         return self
 
-    def _set_coef(self, W, problem):
+    def _batch_size(self, X):
+        n = X.shape[0]
+        if self.batch_size != "auto":
+            return min(n, self.batch_size)
+        nnz_per_row = X.nnz / max(1, n) if sp.issparse(X) else X.shape[1]
+        return auto_batch_size(n, nnz_per_row)
+
+    def _start(self, problem, b, partial, first, gen, seed):
+        """The start point and sigma0: the previous solution (partial_fit, warm_start), or
+        zero with sigma0 from the curvature of a first minibatch."""
+        reuse = (partial and not first) or (self.warm_start and hasattr(self, "coef_"))
+        if reuse and self._state.W.shape == (problem.n_rows, problem.K):
+            return SolverState(W=self._state.W.copy(), sigma=self.sigma_, batch_size=b), \
+                self.sigma_  # fmt: skip
+        W0 = np.zeros((problem.n_rows, problem.K))
+        if self.sigma0 is not None:
+            sigma0 = float(self.sigma0)
+        else:
+            # The curvature of a first minibatch, capped by the exact L: SR2 keeps sigma
+            # within a band around where it starts, so the start is the less
+            # conservative of the two.
+            idx = np.sort(gen.choice(problem.n, size=b, replace=False))
+            sigma0 = min(problem.curvature_estimate(idx, seed=seed), problem.lipschitz())
+            if not (math.isfinite(sigma0) and sigma0 > 0):
+                sigma0 = 1.0
+        return SolverState(W=W0, sigma=sigma0, batch_size=b), sigma0
+
+    def _make_rule(self, problem, sigma0, b):
+        # Under SVRG the solver raises a default sigma_min to the stability floor of each
+        # problem it solves (sr2learn._sr2.svrg_sigma_floor).
+        sigma_min = sigma0 / _SIGMA_RANGE if self.sigma_min is None else self.sigma_min
+        sigma_max = self.sigma_max
+        if sigma_max is None:
+            sigma_max = max(sigma0, sigma_min) * _SIGMA_RANGE
+        return SR2Rule(eta1=self.eta1, eta2=self.eta2, gamma1=self.gamma1, gamma3=self.gamma3,
+                       sigma_min=sigma_min, sigma_max=sigma_max)  # fmt: skip
+
+    def _set_coef(self, W, problem, dtype):
         p = problem.p
-        coef = W[:p].T.copy()
-        intercept = problem.c * W[p] if problem.fit_intercept else np.zeros(problem.K, W.dtype)
-        self.coef_, self.intercept_ = self._shape_coef(coef, intercept.astype(W.dtype))
-        self.intercept_scaling_ = problem.c
+        coef = W[:p].T.astype(dtype)
+        intercept = W[p] if problem.fit_intercept else np.zeros(problem.K)
+        self.coef_, self.intercept_ = self._shape_coef(coef, intercept.astype(dtype))
 
     def _decision(self, X):
         check_is_fitted(self)
@@ -341,17 +294,42 @@ class _BaseSR2(BaseEstimator):
         return Z
 
 
-def _intercept_scale(X, sample_weight):
-    """Largest weighted root-mean-square column of X (1 when X is all zeros)."""
-    n = X.shape[0]
-    if sp.issparse(X):
-        X = X.tocsr()
-        weights = np.square(X.data, dtype=np.float64) * np.repeat(sample_weight, np.diff(X.indptr))
-        sq = np.bincount(X.indices, weights=weights, minlength=X.shape[1])
-    else:
-        sq = np.einsum("ij,ij,i->j", X, X, sample_weight)  # no n x p temporary
-    top = float(np.max(sq)) / n if sq.size else 0.0
-    return math.sqrt(top) if top > 0 and math.isfinite(top) else 1.0
+def _canonical_csr(X):
+    """X with sorted indices and no duplicate entries, copied only when needed (the
+    caller's matrix is never modified)."""
+    if X.has_canonical_format:
+        return X
+    X = X.copy()
+    X.sum_duplicates()
+    return X
+
+
+def _not_converged_message(est, diagnostics, rule):
+    """Why the fit stopped short of tol, with the numbers, and what helps."""
+    last = diagnostics.last_checkpoint()
+    h = diagnostics.history
+    head = (f"SR2 did not converge: the {diagnostics.criterion_name} is "
+            f"{last['criterion']:.3e} > tol = {est.tol:.3e} after {int(last['epoch'])} epochs "
+            f"(measured dist(0, dF(w)) = {last['dist']:.3e}). ")  # fmt: skip
+    last_epoch = h["epoch"] == h["epoch"].max() if h["epoch"].size else h["epoch"] > 0
+    if not np.isfinite(last["objective"]):
+        return head + ("The loss became non-finite: check X and y for extreme values, or "
+                       "rescale X.")  # fmt: skip
+    if h["accepted"].size and not h["accepted"][last_epoch].any():
+        return head + (f"Every step of the last epoch was rejected (sigma = {est.sigma_:.3e}, "
+                       f"sigma_max = {rule.sigma_max:.3e}): the model decrease never matched "
+                       "the actual one. Check sigma0 / sigma_min (steps 1/sigma far too "
+                       "long), or use variance_reduction='svrg'.")  # fmt: skip
+    at_clamp = diagnostics.n_sigma_clamps and (
+        math.isclose(est.sigma_, rule.sigma_max) or math.isclose(est.sigma_, rule.sigma_min))
+    if at_clamp:
+        bound = "sigma_max" if math.isclose(est.sigma_, rule.sigma_max) else "sigma_min"
+        return head + (f"sigma is held at its clamp {bound} = {est.sigma_:.3e}: widen "
+                       "[sigma_min, sigma_max] or leave them at None.")  # fmt: skip
+    advice = ("Increase max_iter, or use variance_reduction='svrg' (plain SR2 stalls at the "
+              "noise level of the minibatch gradient)." if est.variance_reduction is None
+              else "Increase max_iter (or tol).")  # fmt: skip
+    return head + f"It reached the iteration limit max_iter={est.max_iter}. " + advice
 
 
 class SR2Regressor(RegressorMixin, _BaseSR2):

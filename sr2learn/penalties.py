@@ -14,19 +14,58 @@ Conventions (shared by every penalty):
   (diagonally preconditioned methods);
 - ``subdiff_distance(w, grad)`` returns, elementwise, dist(-grad_j, ∂R_j(w)), the
   distance from ``-grad`` to the Fréchet subdifferential of R at ``w``; the norm of
-  this array is dist(0, ∂(f + R)(w)) when ``grad`` is the gradient of f at ``w``.
+  this array is dist(0, ∂(f + R)(w)) when ``grad`` is the gradient of f at ``w``;
+- ``dual_scale(grad)``, for the convex penalties only: the largest kappa <= 1 such that
+  ``-kappa * grad`` lies in the subdifferential of R at 0 (the scaling that makes a dual
+  point feasible, for the duality gap); None for the nonconvex ones (no gap).
+
+Beside the array forms each class carries its compiled form, ``Kernel``: a NamedTuple of
+the penalty's parameters whose static methods are the same formulas per entry, compiled by
+numba for the SR2 epoch engine (:mod:`sr2learn._engine`). A separable penalty gives the
+scalar ``prox(kernel, v, t)`` and ``value(kernel, w)``; a non-separable one gives
+``prox_entries(kernel, v, t, out, count)`` and ``value_entries(kernel, w, count)`` over
+the first ``count`` entries. Each class also says what the engine may do with it:
+``separable`` (the prox acts entry by entry) and ``lazy_exact`` (a zero entry whose
+gradient does not change stays zero for every sigma above the one it was checked at, so
+the engine may skip it exactly). tests/test_penalties.py checks that both forms agree.
 """
 
 import math
 import numbers
+from typing import NamedTuple
+
+import numpy as np
 
 from array_api_compat import array_namespace
+from numba.extending import register_jitable
 
 __all__ = ["Penalty", "L1", "L0", "Lp", "L0Ball", "check_penalty", "PENALTY_NAMES"]
 
 
+def _name_kernel(cls):
+    """numba names (and mangles) a NamedTuple type by its class's ``__name__``: every
+    ``Kernel`` must have its own, or two penalties' compiled functions collide."""
+    if "Kernel" in cls.__dict__:
+        cls.Kernel.__name__ = f"{cls.__name__}Kernel"
+
+
 class Penalty:
-    """Base class of the regularisers. Subclasses define the three methods below."""
+    """Base class of the regularisers. Subclasses define the methods below and ``Kernel``."""
+
+    separable = True
+    lazy_exact = True
+    Kernel = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _name_kernel(cls)
+
+    def kernel(self):
+        """The compiled form's parameters (an instance of ``type(self).Kernel``)."""
+        return self.Kernel(**self._params())
+
+    def dual_scale(self, grad):
+        return None
 
     def value(self, w):
         return float(self.value_array(w))
@@ -88,6 +127,27 @@ class L1(Penalty):
         at_zero = xp.clip(xp.abs(grad) - self.alpha, min=0.0)
         return xp.where(w != 0, nonzero, at_zero)
 
+    def dual_scale(self, grad):
+        xp = array_namespace(grad)
+        top = float(xp.max(xp.abs(grad))) if grad.size else 0.0
+        return 1.0 if top <= self.alpha else self.alpha / top
+
+    class Kernel(NamedTuple):
+        alpha: float
+
+        @staticmethod
+        @register_jitable
+        def prox(kernel, v, t):
+            a = abs(v) - t * kernel.alpha
+            if a <= 0.0:
+                return 0.0
+            return a if v > 0.0 else -a
+
+        @staticmethod
+        @register_jitable
+        def value(kernel, w):
+            return kernel.alpha * abs(w)
+
 
 class L0(Penalty):
     """``alpha * count(w != 0)``; prox is hard thresholding at ``sqrt(2 * step * alpha)``.
@@ -116,6 +176,19 @@ class L0(Penalty):
         xp = array_namespace(w, grad)
         # The Fréchet subdifferential of count(w_j != 0) is {0} off zero and R at zero.
         return xp.where(w != 0, xp.abs(grad), xp.zeros_like(grad))
+
+    class Kernel(NamedTuple):
+        alpha: float
+
+        @staticmethod
+        @register_jitable
+        def prox(kernel, v, t):
+            return v if abs(v) > math.sqrt(2.0 * t * kernel.alpha) else 0.0
+
+        @staticmethod
+        @register_jitable
+        def value(kernel, w):
+            return kernel.alpha if w != 0.0 else 0.0
 
 
 class Lp(Penalty):
@@ -148,9 +221,9 @@ class Lp(Penalty):
 
     def prox(self, v, step):
         xp = array_namespace(v)
-        lam = 2.0 * step * self.alpha  # both closed forms are stated for 1/2(u-v)^2 + lam/2 |u|^p
-        if lam == 0.0:
+        if self.alpha == 0.0:
             return v
+        lam = 2.0 * step * self.alpha  # both closed forms are stated for 1/2(u-v)^2 + lam/2 |u|^p
         a = xp.abs(v)
         if self.p == 0.5:
             threshold = (54.0 ** (1.0 / 3.0) / 4.0) * lam ** (2.0 / 3.0)
@@ -177,9 +250,44 @@ class Lp(Penalty):
         # At zero, |w|^p has the whole real line as Fréchet subdifferential.
         return xp.where(a > 0, nonzero, xp.zeros_like(grad))
 
+    class Kernel(NamedTuple):
+        alpha: float
+        p: float
+
+        @staticmethod
+        @register_jitable
+        def prox(kernel, v, t):
+            lam = 2.0 * t * kernel.alpha
+            if lam == 0.0:
+                return v
+            a = abs(v)
+            if kernel.p == 0.5:
+                threshold = (54.0 ** (1.0 / 3.0) / 4.0) * lam ** (2.0 / 3.0)
+                if not a > threshold:
+                    return 0.0
+                phi = math.acos(min((lam / 8.0) * (a / 3.0) ** -1.5, 1.0))
+                mag = (2.0 / 3.0) * a * (1.0 + math.cos(2.0 * math.pi / 3.0 - (2.0 / 3.0) * phi))
+            else:
+                threshold = (2.0 / 3.0) * (3.0 * lam**3) ** 0.25
+                if not a > threshold:
+                    return 0.0
+                arg = max((27.0 / 16.0) * a * a * lam**-1.5, 1.0)
+                acosh = math.log(arg + math.sqrt(arg * arg - 1.0))
+                cosh = (math.exp(acosh / 3.0) + math.exp(-acosh / 3.0)) / 2.0
+                phi = (2.0 / math.sqrt(3.0)) * lam**0.25 * math.sqrt(cosh)
+                mag = ((phi + math.sqrt(max(2.0 * a / phi - phi * phi, 0.0))) / 2.0) ** 3
+            return mag if v > 0.0 else -mag
+
+        @staticmethod
+        @register_jitable
+        def value(kernel, w):
+            return kernel.alpha * abs(w) ** kernel.p
+
 
 class L0Ball(Penalty):
     """Indicator of ``{w : count(w != 0) <= k}``: the prox keeps the ``k`` largest ``abs(v_j)``.
+
+    Not separable: the engine takes eager steps over every coordinate with it.
 
     Examples
     --------
@@ -224,6 +332,32 @@ class L0Ball(Penalty):
         full = int(xp.count_nonzero(w)) == self.k
         at_zero = xp.zeros_like(grad) if full else xp.abs(grad)
         return xp.where(w != 0, xp.abs(grad), at_zero)
+
+    separable = False
+    lazy_exact = False
+
+    class Kernel(NamedTuple):
+        k: int
+
+        @staticmethod
+        @register_jitable
+        def prox_entries(kernel, v, t, out, count):
+            if count <= kernel.k:
+                out[:count] = v[:count]
+                return
+            # Stable, by decreasing |v|: ties go to the earlier entry, as in ``prox``.
+            order = np.argsort(-np.abs(v[:count]), kind="mergesort")
+            out[:count] = 0.0
+            for i in range(kernel.k):
+                out[order[i]] = v[order[i]]
+
+        @staticmethod
+        @register_jitable
+        def value_entries(kernel, w, count):
+            nonzero = 0
+            for i in range(count):
+                nonzero += w[i] != 0.0
+            return 0.0 if nonzero <= kernel.k else math.inf
 
 
 PENALTY_NAMES = ("l1", "l0", "l1/2", "l2/3")

@@ -273,7 +273,7 @@ class SR2(torch.optim.Optimizer):
         xi = rule.model_decrease(r_w, r_trial, gs, s_sq, sigma)
         actual = (f_w + r_w) - (f_trial + r_trial)
         eps = torch.finfo(saved[0][1].dtype).eps if saved else 2.2e-16
-        rho = rule.ratio(actual, xi, f_w + r_w, eps)
+        rho = rule.ratio(actual, xi, max(1.0, abs(f_w + r_w)), eps)
         accepted, new_sigma, clamped = rule.update(rho, sigma)
         if not accepted:
             for ps, w in saved:

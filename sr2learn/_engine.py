@@ -1,0 +1,353 @@
+"""The compiled SR2 epoch for every datafit and penalty, and the full-data passes.
+
+One call of :func:`sr2_epoch` runs every minibatch step of an epoch: the step, the model
+decrease, the ratio and the sigma update of the paper (the rule is compiled from
+:mod:`sr2learn._rule` itself), the datafit and penalty formulas reached through
+:mod:`sr2learn._compiled`. Its inputs are a few named structures:
+
+- ``EngineData``: X (dense, as its C-ordered ravel, or CSR arrays), the targets Y
+  (n x K), the sample weights, whether there is an intercept, and the diagonal metric
+  (``inv_metric``: 1 / d_j^2 per row of W, see below);
+- ``RuleParams``: eta1, eta2, gamma1, gamma3, the sigma clamp, and the machine epsilon;
+- ``EpochState``: the iterate W ((p + intercept) x K, float64 whatever the dtype of X, so
+  float32 data are solved to float64 accuracy at float32 memory traffic) and
+  ``scalars = [sigma, R(W)]``, both updated in place;
+- ``Reference``: the SVRG reference (per-sample derivatives and the full gradient; empty
+  without variance reduction);
+- ``EpochPlan``: the batches (``edges[order[k]]:edges[order[k] + 1]``, contiguous rows of
+  the shuffled data), whether to skip idle coordinates (``lazy``), and the norm test of the
+  growing batch;
+- ``trace``: one row per step (sigma, rho, accepted, ||s||_D^2, xi, F_B(w), nnz).
+
+The step is taken in the diagonal metric D = diag(d_j^2): s minimises
+g's + sigma/2 sum_j d_j^2 s_j^2 + R(w + s), i.e. s_j = prox(w_j - g_j t_j, t_j) - w_j with
+t_j = 1 / (sigma d_j^2), closed form for a separable penalty. With d_j the size of column
+j's entries this is SR2 on the problem in the units where every column is of size one, so
+the iterates do not depend on the units of the columns (see ``column_metric`` in
+:mod:`sr2learn._sr2`).
+
+Per-step work proportional to the batch ("lazy", exact). Under SVRG the estimator is
+g = X_B^T (D_B - D~_B) / m + mu, so a coordinate that no row of the batch touches has
+g_j = mu_j, constant over the epoch. For such a coordinate with w_j = 0 the step is
+zero whenever zero is a fixed point of its prox at that sigma ("idle"); for the penalties
+that declare ``lazy_exact`` this stays true for every larger sigma, so the active set is
+built for sigma >= ``sigma_low`` and rebuilt (one pass over the coordinates) if sigma falls
+below it. Idle untouched coordinates owe nothing to s, ||s||^2, g's, R(w + s) or xi: a step
+visits the coordinates its rows touch plus the active ones (nonzero, or not idle). A
+non-separable penalty (``separable = False``) gets eager steps over every coordinate.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from ._compiled import JIT, bregman, loss_derivative, prox_entries, value_entries
+from ._rule import model_decrease, sr2_ratio, sr2_update
+
+__all__ = [
+    "EngineData", "RuleParams", "EpochState", "Reference", "EpochPlan", "TRACE_COLUMNS",
+    "sr2_epoch", "predict_into", "gradient_into",
+]  # fmt: skip
+
+TRACE_COLUMNS = ("sigma", "rho", "accepted", "step_sq", "xi", "batch_objective", "nnz")
+# The active set stays valid while sigma >= SIGMA_LOW_FACTOR * (sigma when it was built).
+SIGMA_LOW_FACTOR = 0.1
+
+_ratio = njit(**JIT)(sr2_ratio)
+_update = njit(**JIT)(sr2_update)
+_model_decrease = njit(**JIT)(model_decrease)
+
+
+class EngineData(NamedTuple):
+    dense: bool
+    data: np.ndarray  # dense: X.ravel() (C order); CSR: X.data
+    indices: np.ndarray
+    indptr: np.ndarray
+    n: int
+    p: int
+    Y: np.ndarray  # (n, K) float64
+    sw: np.ndarray  # (n,) float64, mean 1
+    intercept: bool
+    inv_metric: np.ndarray  # (p + intercept,) 1 / d_j^2
+
+
+class RuleParams(NamedTuple):
+    eta1: float
+    eta2: float
+    gamma1: float
+    gamma3: float
+    sigma_min: float
+    sigma_max: float
+    eps: float
+
+
+class EpochState(NamedTuple):
+    W: np.ndarray  # (p + intercept, K) float64
+    scalars: np.ndarray  # [sigma, R(W)]
+
+
+class Reference(NamedTuple):
+    svrg: bool
+    D: np.ndarray  # (n, K) s_i l'(z_i) at the reference point (empty without SVRG)
+    mu: np.ndarray  # (p + intercept, K) grad f at the reference point (zeros without SVRG)
+
+
+class EpochPlan(NamedTuple):
+    edges: np.ndarray
+    order: np.ndarray
+    lazy: bool
+    norm_test_theta: float  # > 0: count the steps that fail the growing batch's norm test
+
+
+@njit(**JIT)
+def _row_span(data, i):
+    if data.dense:
+        return i * data.p, (i + 1) * data.p
+    return data.indptr[i], data.indptr[i + 1]
+
+
+@njit(**JIT)
+def _column(data, kk, start):
+    return kk - start if data.dense else data.indices[kk]
+
+
+@njit(**JIT)
+def _build_active(data, pen, W, mu, sigma_low, lazy, active, act, v, t, u):
+    """The coordinates each step must visit besides the touched ones; returns their count."""
+    p, K = data.p, W.shape[1]
+    count = 0
+    for j in range(p):
+        keep = not lazy
+        for k in range(K):
+            keep = keep or W[j, k] != 0.0
+        if not keep:
+            step = data.inv_metric[j] / sigma_low
+            for k in range(K):
+                v[k] = -mu[j, k] * step
+                t[k] = step
+            prox_entries(pen, v, t, u, K)
+            for k in range(K):
+                keep = keep or u[k] != 0.0
+        active[j] = keep
+        if keep:
+            act[count] = j
+            count += 1
+    return count
+
+
+@njit(**JIT)
+def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
+    """Run the steps of one epoch; returns (sigma clamps, coordinates visited, steps that
+    failed the norm test, steps tested). ``state`` is updated in place."""
+    W = state.W
+    p, K = data.p, W.shape[1]
+    n_batches = plan.order.shape[0]
+    max_m = 0
+    for k in range(n_batches):
+        max_m = max(max_m, plan.edges[plan.order[k] + 1] - plan.edges[plan.order[k]])
+    Z = np.empty((max_m, K))
+    Dl = np.empty((max_m, K))
+    losses = np.empty(max_m)
+    row_sq = np.empty(max_m)
+    e = np.empty(K)
+    sum_e = np.empty(K)
+    zs = np.empty(K)
+    s_int = np.zeros(K)
+    g = np.zeros((p, K))
+    S = np.zeros((p, K))
+    touched = np.empty(p, dtype=np.int64)
+    mark = np.full(p, -1, dtype=np.int64)
+    active = np.zeros(p, dtype=np.bool_)
+    act = np.empty(p, dtype=np.int64)
+    v = np.empty(p * K)
+    t = np.empty(p * K)
+    u = np.empty(p * K)
+    w_old = np.empty(p * K)
+    sigma = state.scalars[0]
+    R_w = state.scalars[1]
+    sigma_low = SIGMA_LOW_FACTOR * sigma
+    n_act = _build_active(data, pen, W, ref.mu, sigma_low, plan.lazy, active, act, v, t, u)
+    nnz = 0
+    for j in range(p):
+        for k in range(K):
+            nnz += W[j, k] != 0.0
+    clamps = visits = violations = tests = 0
+    for step in range(n_batches):
+        a = plan.edges[plan.order[step]]
+        m = plan.edges[plan.order[step] + 1] - a
+        n_touch = 0
+        f_batch = 0.0
+        sum_e[:] = 0.0
+        # Predictions, losses and derivatives of the batch; the gradient on touched rows.
+        for r in range(m):
+            i = a + r
+            start, stop = _row_span(data, i)
+            for k in range(K):
+                Z[r, k] = W[p, k] if data.intercept else 0.0
+            sq = 0.0
+            for kk in range(start, stop):
+                j = _column(data, kk, start)
+                x = data.data[kk]
+                sq += x * x * data.inv_metric[j]
+                for k in range(K):
+                    Z[r, k] += x * W[j, k]
+            row_sq[r] = sq + (data.inv_metric[p] if data.intercept else 0.0)
+            losses[r] = loss_derivative(fit, Z[r], data.Y[i], Dl[r])
+            f_batch += data.sw[i] * losses[r]
+            for k in range(K):
+                e[k] = data.sw[i] * Dl[r, k]
+                if ref.svrg:
+                    e[k] -= ref.D[i, k]
+                e[k] /= m
+                sum_e[k] += e[k]
+            for kk in range(start, stop):
+                j = _column(data, kk, start)
+                if mark[j] != step:
+                    mark[j] = step
+                    g[j] = ref.mu[j]
+                    touched[n_touch] = j
+                    n_touch += 1
+                x = data.data[kk]
+                for k in range(K):
+                    g[j, k] += e[k] * x
+        f_batch /= m
+        for q in range(n_act):
+            j = act[q]
+            if mark[j] != step:
+                mark[j] = step
+                g[j] = ref.mu[j]
+                touched[n_touch] = j
+                n_touch += 1
+        visits += n_touch
+        # The trial step on the visited coordinates (all others have s_j = 0 exactly).
+        for q in range(n_touch):
+            j = touched[q]
+            tj = data.inv_metric[j] / sigma
+            for k in range(K):
+                idx = q * K + k
+                w_old[idx] = W[j, k]
+                v[idx] = W[j, k] - g[j, k] * tj
+                t[idx] = tj
+        count = n_touch * K
+        prox_entries(pen, v, t, u, count)
+        r_drop = value_entries(pen, w_old, count) - value_entries(pen, u, count)
+        s_sq = 0.0
+        g_dot_s = 0.0
+        g_sq = 0.0
+        for q in range(n_touch):
+            j = touched[q]
+            for k in range(K):
+                s = u[q * K + k] - W[j, k]
+                S[j, k] = s
+                s_sq += s * s / data.inv_metric[j]
+                g_dot_s += g[j, k] * s
+                g_sq += g[j, k] * g[j, k] * data.inv_metric[j]
+        if data.intercept:
+            for k in range(K):
+                g_int = sum_e[k] + ref.mu[p, k]
+                s_int[k] = -g_int * data.inv_metric[p] / sigma
+                s_sq += s_int[k] * s_int[k] / data.inv_metric[p]
+                g_dot_s += g_int * s_int[k]
+                g_sq += g_int * g_int * data.inv_metric[p]
+        xi = _model_decrease(r_drop, 0.0, g_dot_s, s_sq, sigma)
+        # The decrease of the batch objective is xi minus the Bregman divergence of f_B
+        # (under SVRG: of the consistent surrogate, whose gradient at w is exactly g).
+        div = 0.0
+        for r in range(m):
+            i = a + r
+            start, stop = _row_span(data, i)
+            for k in range(K):
+                zs[k] = s_int[k] if data.intercept else 0.0
+            for kk in range(start, stop):
+                j = _column(data, kk, start)
+                x = data.data[kk]
+                for k in range(K):
+                    zs[k] += x * S[j, k]
+            div += data.sw[i] * bregman(fit, Z[r], zs, data.Y[i], Dl[r], losses[r])
+        objective = f_batch + R_w
+        rho = _ratio(xi - div / m, xi, abs(R_w) + abs(g_dot_s), rule.eps)
+        accepted, new_sigma, clamped = _update(
+            rho, sigma, rule.eta1, rule.eta2, rule.gamma1, rule.gamma3,
+            rule.sigma_min, rule.sigma_max,
+        )  # fmt: skip
+        if plan.norm_test_theta > 0.0 and m > 1 and m < data.n:
+            # Norm test: the in-batch variance of the mean gradient (in the metric's dual
+            # norm) against theta^2 ||sigma D s||^2.
+            total = 0.0
+            for r in range(m):
+                i = a + r
+                en = 0.0
+                for k in range(K):
+                    en += (data.sw[i] * Dl[r, k]) ** 2
+                total += row_sq[r] * en
+            var = (1.0 - m / data.n) / (m * (m - 1.0)) * max(total - m * g_sq, 0.0)
+            violations += var > plan.norm_test_theta**2 * sigma**2 * s_sq
+            tests += 1
+        if accepted:
+            for q in range(n_touch):
+                j = touched[q]
+                nonzero = False
+                for k in range(K):
+                    new = u[q * K + k]
+                    nnz += int(new != 0.0) - int(W[j, k] != 0.0)
+                    W[j, k] = new
+                    nonzero = nonzero or new != 0.0
+                if nonzero and not active[j]:
+                    active[j] = True
+                    act[n_act] = j
+                    n_act += 1
+            if data.intercept:
+                for k in range(K):
+                    W[p, k] += s_int[k]
+            R_w -= r_drop
+        for q in range(n_touch):
+            S[touched[q]] = 0.0
+        trace[step, 0] = sigma
+        trace[step, 1] = rho
+        trace[step, 2] = 1.0 if accepted else 0.0
+        trace[step, 3] = s_sq
+        trace[step, 4] = xi
+        trace[step, 5] = objective
+        trace[step, 6] = nnz
+        clamps += int(clamped)
+        sigma = new_sigma
+        if plan.lazy and sigma < sigma_low:
+            sigma_low = SIGMA_LOW_FACTOR * sigma
+            n_act = _build_active(data, pen, W, ref.mu, sigma_low, plan.lazy, active, act,
+                                  v, t, u)  # fmt: skip
+    state.scalars[0] = sigma
+    state.scalars[1] = R_w
+    return clamps, visits, violations, tests
+
+
+@njit(**JIT)
+def predict_into(data, W, Z):
+    """Z = X W (+ the intercept row), accumulated in float64 whatever the dtype of X."""
+    p, K = data.p, W.shape[1]
+    for i in range(data.n):
+        start, stop = _row_span(data, i)
+        for k in range(K):
+            Z[i, k] = W[p, k] if data.intercept else 0.0
+        for kk in range(start, stop):
+            j = _column(data, kk, start)
+            x = data.data[kk]
+            for k in range(K):
+                Z[i, k] += x * W[j, k]
+
+
+@njit(**JIT)
+def gradient_into(data, E, G):
+    """G = X~^T E (the intercept row gets the column sums of E), in float64."""
+    p, K = data.p, E.shape[1]
+    G[:] = 0.0
+    for i in range(data.n):
+        start, stop = _row_span(data, i)
+        for kk in range(start, stop):
+            j = _column(data, kk, start)
+            x = data.data[kk]
+            for k in range(K):
+                G[j, k] += x * E[i, k]
+        if data.intercept:
+            for k in range(K):
+                G[p, k] += E[i, k]
