@@ -12,7 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import check_cv
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._sr2 import VARIANCE_REDUCTIONS, LinearProblem
 from .datafits import Logistic, Quadratic
@@ -20,6 +20,19 @@ from .linear_model import SR2Classifier, SR2Regressor, _intercept_scale
 from .penalties import PENALTY_NAMES, check_penalty
 
 __all__ = ["alpha_max", "SR2ClassifierCV", "SR2RegressorCV"]
+
+
+def _check_sr2_estimator(estimator):
+    """Raise unless ``estimator`` is an SR2Classifier or SR2Regressor with a named penalty."""
+    if not isinstance(estimator, (SR2Classifier, SR2Regressor)):
+        got = (f"the class {estimator.__name__} (pass an instance)"
+               if isinstance(estimator, type) else repr(estimator))  # fmt: skip
+        raise TypeError(
+            "alpha_max needs an SR2Classifier or SR2Regressor instance, e.g. "
+            f"SR2Regressor(penalty='l1'); got {got}."
+        )
+    if not isinstance(estimator.penalty, str):
+        raise ValueError("alpha_max needs a named penalty ('l1', 'l0', 'l1/2', 'l2/3').")
 
 
 def alpha_max(estimator, X, y, sample_weight=None):
@@ -34,18 +47,25 @@ def alpha_max(estimator, X, y, sample_weight=None):
 
     Parameters
     ----------
-    estimator : SR2Classifier or SR2Regressor
+    estimator : SR2Classifier or SR2Regressor instance
         Gives the datafit, ``penalty`` (a name) and ``fit_intercept``.
-    X, y, sample_weight : the training data.
+    X : {array-like, sparse matrix} of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,)
+    sample_weight : array-like of shape (n_samples,), default=None
+
+    Returns
+    -------
+    alpha_max : float
     """
-    if not isinstance(estimator.penalty, str):
-        raise ValueError("alpha_max needs a named penalty ('l1', 'l0', 'l1/2', 'l2/3').")
+    _check_sr2_estimator(estimator)
     est = clone(estimator)
     X, y = validate_data(est, X, y, accept_sparse="csr", dtype=[np.float64, np.float32],
                          y_numeric=not is_classifier(est))  # fmt: skip
     n = X.shape[0]
-    sw = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=float)
-    Y, sw, datafit = est._encode_targets(y, sw.astype(X.dtype), False, None)
+    sw = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
+    Y, sw, datafit = est._encode_targets(y, sw, False, None)
+    if not sw.sum() > 0:
+        raise ValueError("The sample weights sum to zero: there is nothing to fit.")
     sw = sw * (n / sw.sum())
     c = _intercept_scale(X, sw) if est.fit_intercept else 0.0
     problem = LinearProblem(X, Y, sw, datafit, c)

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from sklearn.linear_model import LassoCV
+from sklearn.linear_model import Lasso, LassoCV
 
 from sr2learn import SR2Classifier, SR2ClassifierCV, SR2Regressor, SR2RegressorCV, alpha_max
 
@@ -61,3 +61,18 @@ def test_classifier_cv_with_alpha_grid_from_alpha_max(breast_cancer):
     assert clf.alpha_ == clf.alphas_[best]
     assert clf.score(X, y) > 0.9 and clf.predict_proba(X).shape == (len(y), 2)
     assert np.count_nonzero(clf.coef_) < X.shape[1]
+
+
+# -- honest by default: weights, missing classes, constant targets, clear errors --------
+
+
+@pytest.mark.parametrize("estimator", [SR2Regressor, "l1", Lasso()])
+def test_alpha_max_names_the_estimator_it_needs(diabetes, estimator):
+    with pytest.raises(TypeError, match="needs an SR2Classifier or SR2Regressor instance"):
+        alpha_max(estimator, *diabetes)
+
+
+def test_alpha_max_rejects_weights_summing_to_zero(diabetes):
+    X, y = diabetes
+    with pytest.raises(ValueError, match="sum to zero|at least one non-zero"):
+        alpha_max(SR2Regressor(), X, y, np.zeros(len(y)))
