@@ -113,12 +113,17 @@ def _walk_path(est, alphas, X, y, sample_weight, after_fit=None):
 
 
 def _fit_path(base, X, y, sample_weight, train, test, alphas, scorer):
+    """Scores on ``test`` of the warm-started path fitted on ``train``; with
+    ``sample_weight``, both the fits and the scores are weighted by it."""
     est = clone(base).set_params(warm_start=True)
-    sw = None if sample_weight is None else sample_weight[train]
+    sw_train, score_params = None, {}
+    if sample_weight is not None:
+        sw_train, score_params = sample_weight[train], {"sample_weight": sample_weight[test]}
+    X_test, y_test = X[test], y[test]
     scores = []
     unconverged = _walk_path(
-        est, alphas, X[train], y[train], sw,
-        after_fit=lambda fitted: scores.append(scorer(fitted, X[test], y[test])),
+        est, alphas, X[train], y[train], sw_train,
+        after_fit=lambda fitted: scores.append(scorer(fitted, X_test, y_test, **score_params)),
     )  # fmt: skip
     return scores, unconverged
 
@@ -136,7 +141,9 @@ _CV_DOC = """
     cv : int, cross-validation generator or iterable, default=None
         As in scikit-learn (None: 5-fold{strat}).
     scoring : str or callable, default=None
-        None: the estimator's ``score`` ({score}).
+        None: the estimator's ``score`` ({score}). With ``sample_weight`` in ``fit``, the
+        scorer is called with the test fold's weights as ``sample_weight`` (a callable
+        must accept it).
     n_jobs : int, default=None
         Folds fitted in parallel.
     fit_intercept, batch_size, variance_reduction, max_iter, tol, random_state :
@@ -176,13 +183,27 @@ class _SR2CVMixin:
         return self._base_class(**params)
 
     def fit(self, X, y, sample_weight=None):
-        """Choose alpha by cross-validation along warm-started paths, then refit."""
+        """Choose alpha by cross-validation along warm-started paths, then refit.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the fits (every fold's and the refit's) and of the held-out
+            scores: the scorer gets the test fold's weights as ``sample_weight``.
+
+        Returns
+        -------
+        self : object
+        """
         self._validate_params()
         base = self._base()
         X, y = validate_data(self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32],
                              y_numeric=not is_classifier(self))  # fmt: skip
         if sample_weight is not None:
-            sample_weight = np.asarray(sample_weight, dtype=float)
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
+                                                 ensure_non_negative=True)  # fmt: skip
         if self.alphas is None:
             top = alpha_max(base, X, y, sample_weight)
             if top == 0:

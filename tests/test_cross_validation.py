@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from sklearn.linear_model import Lasso, LassoCV
+from sklearn.model_selection import KFold
 
 from sr2learn import SR2Classifier, SR2ClassifierCV, SR2Regressor, SR2RegressorCV, alpha_max
 
@@ -64,6 +65,43 @@ def test_classifier_cv_with_alpha_grid_from_alpha_max(breast_cancer):
 
 
 # -- honest by default: weights, missing classes, constant targets, clear errors --------
+
+
+def test_held_out_scores_are_weighted_by_the_test_fold_like_lassocv(diabetes):
+    X, y = diabetes
+    sw = np.random.default_rng(0).integers(0, 4, len(y)).astype(float)
+    folds = list(KFold(4, shuffle=True, random_state=0).split(X))
+    alphas = np.geomspace(10.0, 0.01, 8)
+    lasso = LassoCV(alphas=alphas, cv=folds, tol=1e-10, max_iter=100_000)
+    lasso.fit(X, y, sample_weight=sw)
+    sr2 = SR2RegressorCV(alphas=alphas, cv=folds, scoring="neg_mean_squared_error",
+                         random_state=0).fit(X, y, sample_weight=sw)  # fmt: skip
+    # Weighted fold fits scored by the weighted test-fold MSE, and a weighted refit.
+    np.testing.assert_allclose(-sr2.scores_path_.T, lasso.mse_path_, rtol=1e-4)
+    assert sr2.alpha_ == pytest.approx(lasso.alpha_)
+    np.testing.assert_allclose(sr2.coef_, lasso.coef_, atol=1e-3)
+
+
+@pytest.mark.parametrize("make", ["regressor", "classifier"])
+def test_a_scoring_callable_gets_the_test_folds_sample_weight(diabetes, breast_cancer, make):
+    if make == "regressor":
+        (X, y), CV = diabetes, SR2RegressorCV
+    else:
+        (X, y), CV = breast_cancer, SR2ClassifierCV
+    sw = np.random.default_rng(0).uniform(0.5, 2.0, len(y))
+    folds = list(KFold(3, shuffle=True, random_state=0).split(X))
+    seen = []
+
+    def scoring(est, X_test, y_test, sample_weight=None):
+        seen.append(sample_weight)
+        return est.score(X_test, y_test, sample_weight=sample_weight)
+
+    CV(alphas=[1.0, 0.1], cv=folds, scoring=scoring, tol=1e-3, random_state=0).fit(
+        X, y, sample_weight=sw
+    )
+    assert len(seen) == 2 * len(folds)
+    for weights, (_, test) in zip(seen[::2], folds, strict=True):
+        np.testing.assert_array_equal(weights, sw[test])
 
 
 @pytest.mark.parametrize("estimator", [SR2Regressor, "l1", Lasso()])
