@@ -1,6 +1,7 @@
 """Choosing alpha: alpha_max, warm-started regularisation paths, and SR2ClassifierCV /
 SR2RegressorCV (like LogisticRegressionCV / LassoCV)."""
 
+import inspect
 import math
 import numbers
 import warnings
@@ -9,9 +10,10 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone, is_classifier
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import check_scoring
+from sklearn.metrics import check_scoring, make_scorer
 from sklearn.model_selection import check_cv
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._sr2 import VARIANCE_REDUCTIONS, LinearProblem
@@ -112,10 +114,12 @@ def _walk_path(est, alphas, X, y, sample_weight, after_fit=None):
     return unconverged
 
 
-def _fit_path(base, X, y, sample_weight, train, test, alphas, scorer):
+def _fit_path(base, X, y, sample_weight, train, test, alphas, scorer, classes):
     """Scores on ``test`` of the warm-started path fitted on ``train``; with
     ``sample_weight``, both the fits and the scores are weighted by it."""
     est = clone(base).set_params(warm_start=True)
+    if classes is not None:
+        est._all_classes = classes  # every fold fits every class of the whole y
     sw_train, score_params = None, {}
     if sample_weight is not None:
         sw_train, score_params = sample_weight[train], {"sample_weight": sample_weight[test]}
@@ -126,6 +130,18 @@ def _fit_path(base, X, y, sample_weight, train, test, alphas, scorer):
         after_fit=lambda fitted: scores.append(scorer(fitted, X_test, y_test, **score_params)),
     )  # fmt: skip
     return scores, unconverged
+
+
+def _scorer_with_labels(scorer, classes):
+    """``scorer`` told all the ``classes`` when its metric takes ``labels`` (e.g. log loss),
+    since a test fold may miss some; as in LogisticRegressionCV."""
+    func = getattr(scorer, "_score_func", None)
+    kwargs = getattr(scorer, "_kwargs", {})
+    if func is None or "labels" in kwargs or "labels" not in inspect.signature(func).parameters:
+        return scorer
+    sign, method = scorer._sign, scorer._response_method
+    return make_scorer(func, greater_is_better=sign > 0, response_method=method, labels=classes,
+                       **kwargs)  # fmt: skip
 
 
 _CV_DOC = """
@@ -157,7 +173,7 @@ _CV_DOC = """
     scores_path_ : ndarray of shape (n_folds, n_alphas)
     estimator_ : {base}
         Refitted on all the data at ``alpha_``; ``coef_``, ``intercept_``, ``n_iter_`` and
-        ``diagnostics_`` are its own.
+        ``diagnostics_`` are its own.{attrs}
 """
 
 
@@ -212,10 +228,13 @@ class _SR2CVMixin:
         else:
             alphas = np.sort(np.asarray(self.alphas, dtype=float))[::-1]
         cv = check_cv(self.cv, y, classifier=is_classifier(self))
+        fold_base, classes = self._fold_base(base, y)
         scorer = check_scoring(base, scoring=self.scoring)
+        if classes is not None:
+            scorer = _scorer_with_labels(scorer, classes)
         folds = list(cv.split(X, y))
         results = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit_path)(base, X, y, sample_weight, train, test, alphas, scorer)
+            delayed(_fit_path)(fold_base, X, y, sample_weight, train, test, alphas, scorer, classes)
             for train, test in folds
         )
         self.scores_path_ = np.array([scores for scores, _ in results])
@@ -241,6 +260,10 @@ class _SR2CVMixin:
                 setattr(self, name, getattr(est, name))
         return self
 
+    def _fold_base(self, base, y):
+        """The estimator the folds clone, and the classes they all fit (None: regression)."""
+        return base, None
+
     def predict(self, X):
         check_is_fitted(self)
         return self.estimator_.predict(X)
@@ -254,7 +277,7 @@ class _SR2CVMixin:
 class SR2RegressorCV(_SR2CVMixin, RegressorMixin, BaseEstimator):
     __doc__ = (
         "SR2Regressor with alpha chosen by cross-validation along warm-started paths.\n"
-        + _CV_DOC.format(strat="", score="R^2", base="SR2Regressor", extra="")
+        + _CV_DOC.format(strat="", score="R^2", base="SR2Regressor", extra="", attrs="")
     )
     _base_class = SR2Regressor
     _base_params = ("penalty", "fit_intercept", "batch_size", "variance_reduction", "max_iter",
@@ -298,6 +321,14 @@ class SR2ClassifierCV(_SR2CVMixin, ClassifierMixin, BaseEstimator):
         + _CV_DOC.format(
             strat=" stratified", score="accuracy", base="SR2Classifier",
             extra="\n    class_weight : dict, 'balanced' or None, default=None",
+            attrs=(
+                "\n    classes_ : ndarray of shape (n_classes,)"
+                "\n        The classes of the whole y. As in LogisticRegressionCV, every fold"
+                "\n        fits all of them, also one whose training part misses some: the"
+                "\n        probability of a missing class is driven towards 0 (its intercept"
+                "\n        keeps falling, so such a fold runs to ``max_iter`` and counts in"
+                "\n        the ConvergenceWarning)."
+            ),
         )
     )  # fmt: skip
     _base_class = SR2Classifier
@@ -340,6 +371,17 @@ class SR2ClassifierCV(_SR2CVMixin, ClassifierMixin, BaseEstimator):
         self.tol = tol
         self.random_state = random_state
         self.class_weight = class_weight
+
+    def _fold_base(self, base, y):
+        """The classes of the whole ``y`` (set as ``classes_``), which every fold fits even
+        when its training part misses some, and ``class_weight="balanced"`` computed on
+        the whole ``y`` (as the refit computes it), as in LogisticRegressionCV."""
+        self.classes_ = np.unique(y)
+        if self.class_weight == "balanced":
+            weights = compute_class_weight("balanced", classes=self.classes_, y=y)
+            balanced = dict(zip(self.classes_, weights, strict=True))
+            base = clone(base).set_params(class_weight=balanced)
+        return base, self.classes_
 
     def decision_function(self, X):
         check_is_fitted(self)

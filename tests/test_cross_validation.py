@@ -104,6 +104,46 @@ def test_a_scoring_callable_gets_the_test_folds_sample_weight(diabetes, breast_c
         np.testing.assert_array_equal(weights, sw[test])
 
 
+# 3 classes, 7 samples, one class with a single sample: with KFold(3) the first training
+# part misses class 0 and the last misses class 2.
+_X7 = np.random.default_rng(0).standard_normal((7, 3))
+_Y7 = np.array([0, 0, 0, 1, 1, 1, 2])
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("class_weight", [None, "balanced"])
+def test_every_fold_fits_every_class(class_weight):
+    folds = list(KFold(3).split(_X7))
+    seen = []
+
+    def scoring(est, X_test, y_test):
+        seen.append((est.classes_, est.coef_.shape, est.predict_proba(X_test).shape,
+                     est.predict(X_test)))  # fmt: skip
+        return est.score(X_test, y_test)
+
+    clf = SR2ClassifierCV(alphas=[0.1], cv=folds, scoring=scoring, class_weight=class_weight,
+                          max_iter=50, random_state=0).fit(_X7, _Y7)  # fmt: skip
+    np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
+    for (classes, coef_shape, proba_shape, pred), (train, test) in zip(seen, folds, strict=True):
+        np.testing.assert_array_equal(classes, [0, 1, 2])
+        assert coef_shape == (3, 3) and proba_shape == (len(test), 3)
+        assert set(pred) <= set(_Y7[train])  # a class missing from training is never predicted
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize(
+    "y, scoring",
+    [(_Y7, "neg_log_loss"),  # the test parts miss classes too
+     (np.array([0, 0, 0, 0, 0, 1, 1]), None)],  # the last training part has one class
+)  # fmt: skip
+def test_small_data_with_missing_classes_does_not_crash(y, scoring):
+    clf = SR2ClassifierCV(n_alphas=3, cv=KFold(3), scoring=scoring, max_iter=50, random_state=0)
+    clf.fit(_X7, y)
+    np.testing.assert_array_equal(clf.classes_, np.unique(y))
+    assert np.all(np.isfinite(clf.scores_path_)) and clf.scores_path_.shape == (3, 3)
+    assert clf.predict_proba(_X7).shape == (7, len(clf.classes_))
+
+
 @pytest.mark.parametrize("estimator", [SR2Regressor, "l1", Lasso()])
 def test_alpha_max_names_the_estimator_it_needs(diabetes, estimator):
     with pytest.raises(TypeError, match="needs an SR2Classifier or SR2Regressor instance"):
