@@ -58,6 +58,7 @@ def alpha_max(estimator, X, y, sample_weight=None):
     Returns
     -------
     alpha_max : float
+        0.0 when no coefficient can leave zero at any alpha (e.g. a constant target).
     """
     _check_sr2_estimator(estimator)
     est = clone(estimator)
@@ -74,6 +75,8 @@ def alpha_max(estimator, X, y, sample_weight=None):
     b = np.zeros((1, problem.K))
     if est.fit_intercept:
         mean = (sw[:, None] * Y).sum(axis=0) / n
+        kept = Y[sw > 0]  # a mean lies in [min, max]: exact for a constant target
+        mean = np.clip(mean, kept.min(axis=0), kept.max(axis=0))
         if isinstance(datafit, Quadratic):
             b[0] = mean
         elif isinstance(datafit, Logistic):
@@ -144,15 +147,27 @@ def _scorer_with_labels(scorer, classes):
                        **kwargs)  # fmt: skip
 
 
+def _flat_path_top(X, y, sample_weight, classifier):
+    """Top of the grid when alpha_max is 0 (no coefficient leaves zero at any alpha, e.g.
+    a constant target): the scale of the gradient at zero coefficients and intercept,
+    (largest rms column of X) * (rms of y, or 1 for classes)."""
+    n = X.shape[0]
+    sw = np.ones(n) if sample_weight is None else sample_weight * (n / sample_weight.sum())
+    scale = 1.0 if classifier else math.sqrt(float(np.dot(sw, np.square(y))) / n)
+    return _intercept_scale(X, sw) * scale if scale > 0 else 1.0
+
+
 _CV_DOC = """
     Parameters
     ----------
     penalty : {{"l1", "l0", "l1/2", "l2/3"}}, default="l1"
     n_alphas : int, default=20
         Number of alphas on the grid, geometric from :func:`alpha_max` down to
-        ``eps * alpha_max``.
+        ``eps * alpha_max``. Where alpha_max is 0 (e.g. a constant target) every alpha
+        gives the intercept-only model, and the grid starts at the scale of the gradient
+        at zero coefficients instead.
     alphas : array-like or None, default=None
-        The grid itself (overrides ``n_alphas`` and ``eps``).
+        The grid itself, non-empty (overrides ``n_alphas`` and ``eps``).
     eps : float, default=1e-3
     cv : int, cross-validation generator or iterable, default=None
         As in scikit-learn (None: 5-fold{strat}).
@@ -220,13 +235,7 @@ class _SR2CVMixin:
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
                                                  ensure_non_negative=True)  # fmt: skip
-        if self.alphas is None:
-            top = alpha_max(base, X, y, sample_weight)
-            if top == 0:
-                raise ValueError("alpha_max is 0: the data leave nothing to penalise.")
-            alphas = top * np.geomspace(1.0, self.eps, self.n_alphas)
-        else:
-            alphas = np.sort(np.asarray(self.alphas, dtype=float))[::-1]
+        alphas = self._alpha_grid(base, X, y, sample_weight)
         cv = check_cv(self.cv, y, classifier=is_classifier(self))
         fold_base, classes = self._fold_base(base, y)
         scorer = check_scoring(base, scoring=self.scoring)
@@ -259,6 +268,21 @@ class _SR2CVMixin:
             if hasattr(est, name):
                 setattr(self, name, getattr(est, name))
         return self
+
+    def _alpha_grid(self, base, X, y, sample_weight):
+        """The decreasing alphas: ``alphas`` checked, or geometric from alpha_max."""
+        if self.alphas is not None:
+            alphas = np.asarray(self.alphas, dtype=float)
+            if alphas.ndim != 1 or alphas.size == 0 or not np.all(alphas >= 0):
+                raise ValueError(
+                    "alphas must be a non-empty 1-D array of alphas >= 0 (or None for a "
+                    f"grid from alpha_max), got {self.alphas!r}."
+                )
+            return np.sort(alphas)[::-1]
+        top = alpha_max(base, X, y, sample_weight)
+        if top == 0:  # every alpha gives the intercept-only model
+            top = _flat_path_top(X, y, sample_weight, is_classifier(self))
+        return top * np.geomspace(1.0, self.eps, self.n_alphas)
 
     def _fold_base(self, base, y):
         """The estimator the folds clone, and the classes they all fit (None: regression)."""

@@ -144,6 +144,25 @@ def test_small_data_with_missing_classes_does_not_crash(y, scoring):
     assert clf.predict_proba(_X7).shape == (7, len(clf.classes_))
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_constant_target_gives_the_constant_like_lassocv(weighted):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 5)) * 10.0 + 5.0
+    y = np.full(40, -1000.0)
+    sw = rng.uniform(0.0, 3.0, 40) if weighted else None
+    lasso = LassoCV(cv=3).fit(X, y, sample_weight=sw)
+    sr2 = SR2RegressorCV(cv=3, random_state=0).fit(X, y, sample_weight=sw)
+    np.testing.assert_array_equal(sr2.coef_, lasso.coef_)  # all zero
+    assert sr2.intercept_ == pytest.approx(-1000.0, rel=1e-9)
+    np.testing.assert_allclose(sr2.predict(X), -1000.0, rtol=1e-9)
+    assert alpha_max(SR2Regressor(), X, y, sw) == 0.0
+
+
+def test_empty_alphas_raise_a_clear_error(diabetes):
+    with pytest.raises(ValueError, match="alphas must be a non-empty"):
+        SR2RegressorCV(alphas=[]).fit(*diabetes)
+
+
 @pytest.mark.parametrize("estimator", [SR2Regressor, "l1", Lasso()])
 def test_alpha_max_names_the_estimator_it_needs(diabetes, estimator):
     with pytest.raises(TypeError, match="needs an SR2Classifier or SR2Regressor instance"):
