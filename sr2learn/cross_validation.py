@@ -1,6 +1,7 @@
 """Choosing alpha: alpha_max, warm-started regularisation paths, and SR2ClassifierCV /
 SR2RegressorCV (like LogisticRegressionCV / LassoCV)."""
 
+import inspect
 import math
 import numbers
 import warnings
@@ -9,10 +10,11 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone, is_classifier
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import check_scoring
+from sklearn.metrics import check_scoring, make_scorer
 from sklearn.model_selection import check_cv
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._sr2 import VARIANCE_REDUCTIONS, LinearProblem
 from .datafits import Logistic, Quadratic
@@ -20,6 +22,19 @@ from .linear_model import SR2Classifier, SR2Regressor
 from .penalties import PENALTY_NAMES, check_penalty
 
 __all__ = ["alpha_max", "SR2ClassifierCV", "SR2RegressorCV"]
+
+
+def _check_sr2_estimator(estimator):
+    """Raise unless ``estimator`` is an SR2Classifier or SR2Regressor with a named penalty."""
+    if not isinstance(estimator, (SR2Classifier, SR2Regressor)):
+        got = (f"the class {estimator.__name__} (pass an instance)"
+               if isinstance(estimator, type) else repr(estimator))  # fmt: skip
+        raise TypeError(
+            "alpha_max needs an SR2Classifier or SR2Regressor instance, e.g. "
+            f"SR2Regressor(penalty='l1'); got {got}."
+        )
+    if not isinstance(estimator.penalty, str):
+        raise ValueError("alpha_max needs a named penalty ('l1', 'l0', 'l1/2', 'l2/3').")
 
 
 def alpha_max(estimator, X, y, sample_weight=None):
@@ -34,23 +49,33 @@ def alpha_max(estimator, X, y, sample_weight=None):
 
     Parameters
     ----------
-    estimator : SR2Classifier or SR2Regressor
+    estimator : SR2Classifier or SR2Regressor instance
         Gives the datafit, ``penalty`` (a name) and ``fit_intercept``.
-    X, y, sample_weight : the training data.
+    X : {array-like, sparse matrix} of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,)
+    sample_weight : array-like of shape (n_samples,), default=None
+
+    Returns
+    -------
+    alpha_max : float
+        0.0 when no coefficient can leave zero at any alpha (e.g. a constant target).
     """
-    if not isinstance(estimator.penalty, str):
-        raise ValueError("alpha_max needs a named penalty ('l1', 'l0', 'l1/2', 'l2/3').")
+    _check_sr2_estimator(estimator)
     est = clone(estimator)
     X, y = validate_data(est, X, y, accept_sparse="csr", dtype=[np.float64, np.float32],
                          y_numeric=not is_classifier(est))  # fmt: skip
     n = X.shape[0]
-    sw = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=float)
-    Y, sw, datafit = est._encode_targets(y, sw.astype(X.dtype), False, None)
+    sw = _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
+    Y, sw, datafit = est._encode_targets(y, sw, False, None)
+    if not sw.sum() > 0:
+        raise ValueError("The sample weights sum to zero: there is nothing to fit.")
     sw = sw * (n / sw.sum())
     problem = LinearProblem(X, Y, sw, datafit, est.fit_intercept)
     b = np.zeros((1, problem.K))
     if est.fit_intercept:
         mean = (sw[:, None] * Y).sum(axis=0) / n
+        kept = Y[sw > 0]  # a mean lies in [min, max]: exact for a constant target
+        mean = np.clip(mean, kept.min(axis=0), kept.max(axis=0))
         if isinstance(datafit, Quadratic):
             b[0] = mean
         elif isinstance(datafit, Logistic):
@@ -92,15 +117,44 @@ def _walk_path(est, alphas, X, y, sample_weight, after_fit=None):
     return unconverged
 
 
-def _fit_path(base, X, y, sample_weight, train, test, alphas, scorer):
+def _fit_path(base, X, y, sample_weight, train, test, alphas, scorer, classes):
+    """Scores on ``test`` of the warm-started path fitted on ``train``; with
+    ``sample_weight``, both the fits and the scores are weighted by it."""
     est = clone(base).set_params(warm_start=True)
-    sw = None if sample_weight is None else sample_weight[train]
+    if classes is not None:
+        est._all_classes = classes  # every fold fits every class of the whole y
+    sw_train, score_params = None, {}
+    if sample_weight is not None:
+        sw_train, score_params = sample_weight[train], {"sample_weight": sample_weight[test]}
+    X_test, y_test = X[test], y[test]
     scores = []
     unconverged = _walk_path(
-        est, alphas, X[train], y[train], sw,
-        after_fit=lambda fitted: scores.append(scorer(fitted, X[test], y[test])),
+        est, alphas, X[train], y[train], sw_train,
+        after_fit=lambda fitted: scores.append(scorer(fitted, X_test, y_test, **score_params)),
     )  # fmt: skip
     return scores, unconverged
+
+
+def _scorer_with_labels(scorer, classes):
+    """``scorer`` told all the ``classes`` when its metric takes ``labels`` (e.g. log loss),
+    since a test fold may miss some; as in LogisticRegressionCV."""
+    func = getattr(scorer, "_score_func", None)
+    kwargs = getattr(scorer, "_kwargs", {})
+    if func is None or "labels" in kwargs or "labels" not in inspect.signature(func).parameters:
+        return scorer
+    sign, method = scorer._sign, scorer._response_method
+    return make_scorer(func, greater_is_better=sign > 0, response_method=method, labels=classes,
+                       **kwargs)  # fmt: skip
+
+
+def _flat_path_top(X, y, sample_weight, classifier):
+    """Top of the grid when alpha_max is 0 (no coefficient leaves zero at any alpha, e.g.
+    a constant target): the scale of the gradient at zero coefficients and intercept,
+    (largest rms column of X) * (rms of y, or 1 for classes)."""
+    n = X.shape[0]
+    sw = np.ones(n) if sample_weight is None else sample_weight * (n / sample_weight.sum())
+    scale = 1.0 if classifier else math.sqrt(float(np.dot(sw, np.square(y))) / n)
+    return _intercept_scale(X, sw) * scale if scale > 0 else 1.0
 
 
 _CV_DOC = """
@@ -109,14 +163,18 @@ _CV_DOC = """
     penalty : {{"l1", "l0", "l1/2", "l2/3"}}, default="l1"
     n_alphas : int, default=20
         Number of alphas on the grid, geometric from :func:`alpha_max` down to
-        ``eps * alpha_max``.
+        ``eps * alpha_max``. Where alpha_max is 0 (e.g. a constant target) every alpha
+        gives the intercept-only model, and the grid starts at the scale of the gradient
+        at zero coefficients instead.
     alphas : array-like or None, default=None
-        The grid itself (overrides ``n_alphas`` and ``eps``).
+        The grid itself, non-empty (overrides ``n_alphas`` and ``eps``).
     eps : float, default=1e-3
     cv : int, cross-validation generator or iterable, default=None
         As in scikit-learn (None: 5-fold{strat}).
     scoring : str or callable, default=None
-        None: the estimator's ``score`` ({score}).
+        None: the estimator's ``score`` ({score}). With ``sample_weight`` in ``fit``, the
+        scorer is called with the test fold's weights as ``sample_weight`` (a callable
+        must accept it).
     n_jobs : int, default=None
         Folds fitted in parallel.
     fit_intercept, batch_size, variance_reduction, max_iter, tol, random_state :
@@ -130,7 +188,7 @@ _CV_DOC = """
     scores_path_ : ndarray of shape (n_folds, n_alphas)
     estimator_ : {base}
         Refitted on all the data at ``alpha_``; ``coef_``, ``intercept_``, ``n_iter_`` and
-        ``diagnostics_`` are its own.
+        ``diagnostics_`` are its own.{attrs}
 """
 
 
@@ -156,25 +214,36 @@ class _SR2CVMixin:
         return self._base_class(**params)
 
     def fit(self, X, y, sample_weight=None):
-        """Choose alpha by cross-validation along warm-started paths, then refit."""
+        """Choose alpha by cross-validation along warm-started paths, then refit.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the fits (every fold's and the refit's) and of the held-out
+            scores: the scorer gets the test fold's weights as ``sample_weight``.
+
+        Returns
+        -------
+        self : object
+        """
         self._validate_params()
         base = self._base()
         X, y = validate_data(self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32],
                              y_numeric=not is_classifier(self))  # fmt: skip
         if sample_weight is not None:
-            sample_weight = np.asarray(sample_weight, dtype=float)
-        if self.alphas is None:
-            top = alpha_max(base, X, y, sample_weight)
-            if top == 0:
-                raise ValueError("alpha_max is 0: the data leave nothing to penalise.")
-            alphas = top * np.geomspace(1.0, self.eps, self.n_alphas)
-        else:
-            alphas = np.sort(np.asarray(self.alphas, dtype=float))[::-1]
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
+                                                 ensure_non_negative=True)  # fmt: skip
+        alphas = self._alpha_grid(base, X, y, sample_weight)
         cv = check_cv(self.cv, y, classifier=is_classifier(self))
+        fold_base, classes = self._fold_base(base, y)
         scorer = check_scoring(base, scoring=self.scoring)
+        if classes is not None:
+            scorer = _scorer_with_labels(scorer, classes)
         folds = list(cv.split(X, y))
         results = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit_path)(base, X, y, sample_weight, train, test, alphas, scorer)
+            delayed(_fit_path)(fold_base, X, y, sample_weight, train, test, alphas, scorer, classes)
             for train, test in folds
         )
         self.scores_path_ = np.array([scores for scores, _ in results])
@@ -200,6 +269,25 @@ class _SR2CVMixin:
                 setattr(self, name, getattr(est, name))
         return self
 
+    def _alpha_grid(self, base, X, y, sample_weight):
+        """The decreasing alphas: ``alphas`` checked, or geometric from alpha_max."""
+        if self.alphas is not None:
+            alphas = np.asarray(self.alphas, dtype=float)
+            if alphas.ndim != 1 or alphas.size == 0 or not np.all(alphas >= 0):
+                raise ValueError(
+                    "alphas must be a non-empty 1-D array of alphas >= 0 (or None for a "
+                    f"grid from alpha_max), got {self.alphas!r}."
+                )
+            return np.sort(alphas)[::-1]
+        top = alpha_max(base, X, y, sample_weight)
+        if top == 0:  # every alpha gives the intercept-only model
+            top = _flat_path_top(X, y, sample_weight, is_classifier(self))
+        return top * np.geomspace(1.0, self.eps, self.n_alphas)
+
+    def _fold_base(self, base, y):
+        """The estimator the folds clone, and the classes they all fit (None: regression)."""
+        return base, None
+
     def predict(self, X):
         check_is_fitted(self)
         return self.estimator_.predict(X)
@@ -213,7 +301,7 @@ class _SR2CVMixin:
 class SR2RegressorCV(_SR2CVMixin, RegressorMixin, BaseEstimator):
     __doc__ = (
         "SR2Regressor with alpha chosen by cross-validation along warm-started paths.\n"
-        + _CV_DOC.format(strat="", score="R^2", base="SR2Regressor", extra="")
+        + _CV_DOC.format(strat="", score="R^2", base="SR2Regressor", extra="", attrs="")
     )
     _base_class = SR2Regressor
     _base_params = ("penalty", "fit_intercept", "batch_size", "variance_reduction", "max_iter",
@@ -257,6 +345,14 @@ class SR2ClassifierCV(_SR2CVMixin, ClassifierMixin, BaseEstimator):
         + _CV_DOC.format(
             strat=" stratified", score="accuracy", base="SR2Classifier",
             extra="\n    class_weight : dict, 'balanced' or None, default=None",
+            attrs=(
+                "\n    classes_ : ndarray of shape (n_classes,)"
+                "\n        The classes of the whole y. As in LogisticRegressionCV, every fold"
+                "\n        fits all of them, also one whose training part misses some: the"
+                "\n        probability of a missing class is driven towards 0 (its intercept"
+                "\n        keeps falling, so such a fold runs to ``max_iter`` and counts in"
+                "\n        the ConvergenceWarning)."
+            ),
         )
     )  # fmt: skip
     _base_class = SR2Classifier
@@ -299,6 +395,17 @@ class SR2ClassifierCV(_SR2CVMixin, ClassifierMixin, BaseEstimator):
         self.tol = tol
         self.random_state = random_state
         self.class_weight = class_weight
+
+    def _fold_base(self, base, y):
+        """The classes of the whole ``y`` (set as ``classes_``), which every fold fits even
+        when its training part misses some, and ``class_weight="balanced"`` computed on
+        the whole ``y`` (as the refit computes it), as in LogisticRegressionCV."""
+        self.classes_ = np.unique(y)
+        if self.class_weight == "balanced":
+            weights = compute_class_weight("balanced", classes=self.classes_, y=y)
+            balanced = dict(zip(self.classes_, weights, strict=True))
+            base = clone(base).set_params(class_weight=balanced)
+        return base, self.classes_
 
     def decision_function(self, X):
         check_is_fitted(self)

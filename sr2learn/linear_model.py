@@ -537,6 +537,8 @@ class SR2Classifier(ClassifierMixin, _BaseSR2):
 
     def _encode_targets(self, y, sample_weight, partial, classes):
         check_classification_targets(y)
+        # Set by SR2ClassifierCV on its folds: fit these classes even if y misses some.
+        all_classes = getattr(self, "_all_classes", None)
         if partial and hasattr(self, "classes_"):
             if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
                 raise ValueError(
@@ -548,7 +550,7 @@ class SR2Classifier(ClassifierMixin, _BaseSR2):
                 raise ValueError("classes must be passed on the first call to partial_fit.")
             self.classes_ = np.unique(classes)
         else:
-            self.classes_ = np.unique(y)
+            self.classes_ = np.unique(y) if all_classes is None else all_classes
         unknown = np.setdiff1d(np.unique(y), self.classes_)
         if unknown.size:
             raise ValueError(f"y contains labels {unknown!r} not in classes {self.classes_!r}.")
@@ -566,7 +568,7 @@ class SR2Classifier(ClassifierMixin, _BaseSR2):
                 )
             cw = compute_class_weight(self.class_weight, classes=self.classes_, y=y)
             sample_weight = sample_weight * cw[codes].astype(sample_weight.dtype)
-        if not partial:
+        if not partial and all_classes is None:
             present = np.bincount(codes, weights=sample_weight, minlength=self.classes_.size)
             if np.count_nonzero(present > 0) < 2:
                 raise ValueError(

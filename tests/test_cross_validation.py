@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from sklearn.linear_model import LassoCV
+from sklearn.linear_model import Lasso, LassoCV
+from sklearn.model_selection import KFold
 
 from sr2learn import SR2Classifier, SR2ClassifierCV, SR2Regressor, SR2RegressorCV, alpha_max
 
@@ -61,3 +62,114 @@ def test_classifier_cv_with_alpha_grid_from_alpha_max(breast_cancer):
     assert clf.alpha_ == clf.alphas_[best]
     assert clf.score(X, y) > 0.9 and clf.predict_proba(X).shape == (len(y), 2)
     assert np.count_nonzero(clf.coef_) < X.shape[1]
+
+
+# -- honest by default: weights, missing classes, constant targets, clear errors --------
+
+
+def test_held_out_scores_are_weighted_by_the_test_fold_like_lassocv(diabetes):
+    X, y = diabetes
+    sw = np.random.default_rng(0).integers(0, 4, len(y)).astype(float)
+    folds = list(KFold(4, shuffle=True, random_state=0).split(X))
+    alphas = np.geomspace(10.0, 0.01, 8)
+    lasso = LassoCV(alphas=alphas, cv=folds, tol=1e-10, max_iter=100_000)
+    lasso.fit(X, y, sample_weight=sw)
+    sr2 = SR2RegressorCV(alphas=alphas, cv=folds, scoring="neg_mean_squared_error",
+                         random_state=0).fit(X, y, sample_weight=sw)  # fmt: skip
+    # Weighted fold fits scored by the weighted test-fold MSE, and a weighted refit.
+    np.testing.assert_allclose(-sr2.scores_path_.T, lasso.mse_path_, rtol=1e-4)
+    assert sr2.alpha_ == pytest.approx(lasso.alpha_)
+    np.testing.assert_allclose(sr2.coef_, lasso.coef_, atol=1e-3)
+
+
+@pytest.mark.parametrize("make", ["regressor", "classifier"])
+def test_a_scoring_callable_gets_the_test_folds_sample_weight(diabetes, breast_cancer, make):
+    if make == "regressor":
+        (X, y), CV = diabetes, SR2RegressorCV
+    else:
+        (X, y), CV = breast_cancer, SR2ClassifierCV
+    sw = np.random.default_rng(0).uniform(0.5, 2.0, len(y))
+    folds = list(KFold(3, shuffle=True, random_state=0).split(X))
+    seen = []
+
+    def scoring(est, X_test, y_test, sample_weight=None):
+        seen.append(sample_weight)
+        return est.score(X_test, y_test, sample_weight=sample_weight)
+
+    CV(alphas=[1.0, 0.1], cv=folds, scoring=scoring, tol=1e-3, random_state=0).fit(
+        X, y, sample_weight=sw
+    )
+    assert len(seen) == 2 * len(folds)
+    for weights, (_, test) in zip(seen[::2], folds, strict=True):
+        np.testing.assert_array_equal(weights, sw[test])
+
+
+# 3 classes, 7 samples, one class with a single sample: with KFold(3) the first training
+# part misses class 0 and the last misses class 2.
+_X7 = np.random.default_rng(0).standard_normal((7, 3))
+_Y7 = np.array([0, 0, 0, 1, 1, 1, 2])
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("class_weight", [None, "balanced"])
+def test_every_fold_fits_every_class(class_weight):
+    folds = list(KFold(3).split(_X7))
+    seen = []
+
+    def scoring(est, X_test, y_test):
+        seen.append((est.classes_, est.coef_.shape, est.predict_proba(X_test).shape,
+                     est.predict(X_test)))  # fmt: skip
+        return est.score(X_test, y_test)
+
+    clf = SR2ClassifierCV(alphas=[0.1], cv=folds, scoring=scoring, class_weight=class_weight,
+                          max_iter=50, random_state=0).fit(_X7, _Y7)  # fmt: skip
+    np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
+    for (classes, coef_shape, proba_shape, pred), (train, test) in zip(seen, folds, strict=True):
+        np.testing.assert_array_equal(classes, [0, 1, 2])
+        assert coef_shape == (3, 3) and proba_shape == (len(test), 3)
+        assert set(pred) <= set(_Y7[train])  # a class missing from training is never predicted
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize(
+    "y, scoring",
+    [(_Y7, "neg_log_loss"),  # the test parts miss classes too
+     (np.array([0, 0, 0, 0, 0, 1, 1]), None)],  # the last training part has one class
+)  # fmt: skip
+def test_small_data_with_missing_classes_does_not_crash(y, scoring):
+    clf = SR2ClassifierCV(n_alphas=3, cv=KFold(3), scoring=scoring, max_iter=50, random_state=0)
+    clf.fit(_X7, y)
+    np.testing.assert_array_equal(clf.classes_, np.unique(y))
+    assert np.all(np.isfinite(clf.scores_path_)) and clf.scores_path_.shape == (3, 3)
+    assert clf.predict_proba(_X7).shape == (7, len(clf.classes_))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_constant_target_gives_the_constant_like_lassocv(weighted):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 5)) * 10.0 + 5.0
+    y = np.full(40, -1000.0)
+    sw = rng.uniform(0.0, 3.0, 40) if weighted else None
+    lasso = LassoCV(cv=3).fit(X, y, sample_weight=sw)
+    sr2 = SR2RegressorCV(cv=3, random_state=0).fit(X, y, sample_weight=sw)
+    np.testing.assert_array_equal(sr2.coef_, lasso.coef_)  # all zero
+    assert sr2.intercept_ == pytest.approx(-1000.0, rel=1e-9)
+    np.testing.assert_allclose(sr2.predict(X), -1000.0, rtol=1e-9)
+    assert alpha_max(SR2Regressor(), X, y, sw) == 0.0
+
+
+def test_empty_alphas_raise_a_clear_error(diabetes):
+    with pytest.raises(ValueError, match="alphas must be a non-empty"):
+        SR2RegressorCV(alphas=[]).fit(*diabetes)
+
+
+@pytest.mark.parametrize("estimator", [SR2Regressor, "l1", Lasso()])
+def test_alpha_max_names_the_estimator_it_needs(diabetes, estimator):
+    with pytest.raises(TypeError, match="needs an SR2Classifier or SR2Regressor instance"):
+        alpha_max(estimator, *diabetes)
+
+
+def test_alpha_max_rejects_weights_summing_to_zero(diabetes):
+    X, y = diabetes
+    with pytest.raises(ValueError, match="sum to zero|at least one non-zero"):
+        alpha_max(SR2Regressor(), X, y, np.zeros(len(y)))
