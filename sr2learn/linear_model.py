@@ -209,6 +209,7 @@ class _BaseSR2(BaseEstimator):
     def _fit(self, X, y, sample_weight, *, partial, classes=None):
         first = not (partial and hasattr(self, "_state"))
         X, y = self._validate(X, y, reset=first)
+        X = _canonical_csr(X)
         n = X.shape[0]
         sample_weight = _check_sample_weight(
             sample_weight, X, dtype=X.dtype, ensure_non_negative=True
@@ -352,6 +353,23 @@ def _intercept_scale(X, sample_weight):
         sq = np.einsum("ij,ij,i->j", X, X, sample_weight)  # no n x p temporary
     top = float(np.max(sq)) / n if sq.size else 0.0
     return math.sqrt(top) if top > 0 and math.isfinite(top) else 1.0
+
+
+# -- what fit accepts ------------------------------------------------------------------------
+
+
+def _canonical_csr(X):
+    """X, or a copy without duplicate or unsorted entries where it has some.
+
+    ``validate_data`` may return the caller's own matrix, and summing its duplicates in
+    place would change the caller's data.
+    """
+    if sp.issparse(X) and not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    return X
+
+
 
 
 class SR2Regressor(RegressorMixin, _BaseSR2):
