@@ -1,5 +1,6 @@
 """scikit-learn estimators over the NumPy SR2 solver: SR2Classifier and SR2Regressor."""
 
+import functools
 import math
 import numbers
 import warnings
@@ -370,6 +371,37 @@ def _canonical_csr(X):
     return X
 
 
+_PRIVATE_FIT_STATE = ("_state", "_rule", "_intercept_scale")
+
+
+def _unfitted_on_failure(fit_method):
+    """Decorator of fit and partial_fit: an exception out of a fit from scratch (``fit``,
+    or a first ``partial_fit``), a KeyboardInterrupt included, leaves the estimator
+    unfitted.
+
+    ``_fit`` sets ``n_features_in_``, ``classes_`` and private state before the solver
+    runs: an interrupted first fit would look fitted to ``check_is_fitted`` (and predict
+    fail with an AttributeError), and a failed refit would leave the previous
+    coefficients next to the new ``n_features_in_``. A later ``partial_fit`` sets nothing
+    before the solver returns, so its failure keeps the model of the previous calls.
+    """
+    partial = fit_method.__name__ == "partial_fit"
+
+    @functools.wraps(fit_method)
+    def wrapper(self, *args, **kwargs):
+        fresh = not (partial and hasattr(self, "_state"))
+        before = set(vars(self))
+        try:
+            return fit_method(self, *args, **kwargs)
+        except BaseException:
+            if fresh:
+                for name in list(vars(self)):
+                    fitted = name.endswith("_") and not name.startswith("__")
+                    if fitted or name in _PRIVATE_FIT_STATE or name not in before:
+                        delattr(self, name)
+            raise
+
+    return wrapper
 
 
 class SR2Regressor(RegressorMixin, _BaseSR2):
@@ -459,6 +491,7 @@ class SR2Regressor(RegressorMixin, _BaseSR2):
         return coef[0], float(intercept[0])
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @_unfitted_on_failure
     def fit(self, X, y, sample_weight=None):
         """Fit the model with SR2.
 
@@ -477,6 +510,7 @@ class SR2Regressor(RegressorMixin, _BaseSR2):
         return self._fit(X, y, sample_weight, partial=False)
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @_unfitted_on_failure
     def partial_fit(self, X, y, sample_weight=None):
         """One SR2 epoch over (X, y), continuing from the current coefficients and sigma."""
         return self._fit(X, y, sample_weight, partial=True)
@@ -624,6 +658,7 @@ class SR2Classifier(ClassifierMixin, _BaseSR2):
         return coef, intercept
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @_unfitted_on_failure
     def fit(self, X, y, sample_weight=None):
         """Fit the model with SR2.
 
@@ -643,6 +678,7 @@ class SR2Classifier(ClassifierMixin, _BaseSR2):
         return self._fit(X, y, sample_weight, partial=False)
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @_unfitted_on_failure
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One SR2 epoch over (X, y), continuing from the current coefficients and sigma.
 

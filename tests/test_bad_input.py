@@ -5,7 +5,9 @@ error that names it (issue "Honest by default", item 5)."""
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from sklearn.exceptions import NotFittedError
 
+import sr2learn.linear_model as linear_model
 from sr2learn import SR2Classifier, SR2Regressor
 
 # -- the caller's sparse matrix ------------------------------------------------------------
@@ -53,3 +55,82 @@ def test_fit_partial_fit_and_predict_leave_a_non_canonical_sparse_X_unchanged(
     extra = {} if Estimator is SR2Regressor else {"classes": np.unique(y)}
     Estimator(alpha=1e-2, random_state=0).partial_fit(Xs, y, **extra)
     unchanged()
+
+
+# -- a fit that fails ----------------------------------------------------------------------
+
+
+class Interrupt:
+    """Stands in for the solver: raises ``error`` once called, until ``armed`` is False."""
+
+    def __init__(self, error):
+        self.error, self.armed, self.calls = error, True, 0
+        self.solve = linear_model.solve
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.armed:
+            raise self.error("interrupted inside the solver")
+        return self.solve(*args, **kwargs)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
+@pytest.mark.parametrize("Estimator", [SR2Regressor, SR2Classifier])
+def test_an_interrupted_first_fit_leaves_an_unfitted_estimator_that_fits_again(
+    Estimator, error, monkeypatch, diabetes, breast_cancer
+):
+    X, y = diabetes if Estimator is SR2Regressor else breast_cancer
+    interrupt = Interrupt(error)
+    monkeypatch.setattr(linear_model, "solve", interrupt)
+    est = Estimator(alpha=1e-2, random_state=0, max_iter=30)
+    with pytest.raises(error, match="interrupted"):
+        est.fit(X, y)
+    assert interrupt.calls == 1
+    with pytest.raises(NotFittedError):
+        est.predict(X)
+    assert not [name for name in vars(est) if name.endswith("_")]
+
+    interrupt.armed = False
+    est.fit(X, y)
+    ref = Estimator(alpha=1e-2, random_state=0, max_iter=30).fit(X, y)
+    np.testing.assert_array_equal(est.coef_, ref.coef_)
+    np.testing.assert_array_equal(est.predict(X), ref.predict(X))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_an_interrupted_refit_does_not_leave_the_previous_model_looking_fitted(
+    monkeypatch, diabetes
+):
+    X, y = diabetes
+    est = SR2Regressor(alpha=1e-2, random_state=0, max_iter=30).fit(X, y)
+    monkeypatch.setattr(linear_model, "solve", Interrupt(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        est.fit(X[:, :5], y)  # n_features_in_ would already say 5, coef_ still has 10
+    with pytest.raises(NotFittedError):
+        est.predict(X[:, :5])
+
+
+def test_an_interrupted_first_partial_fit_forgets_its_classes(monkeypatch, breast_cancer):
+    X, y = breast_cancer
+    interrupt = Interrupt(RuntimeError)
+    monkeypatch.setattr(linear_model, "solve", interrupt)
+    clf = SR2Classifier(alpha=1e-2, random_state=0)
+    with pytest.raises(RuntimeError):
+        clf.partial_fit(X, y, classes=[0, 1, 2])
+    with pytest.raises(NotFittedError):
+        clf.predict(X)
+    interrupt.armed = False
+    clf.partial_fit(X, y, classes=[0, 1])  # not "differs from the first call's classes"
+    np.testing.assert_array_equal(clf.classes_, [0, 1])
+
+
+def test_an_interrupted_later_partial_fit_keeps_the_previous_model(monkeypatch, breast_cancer):
+    X, y = breast_cancer
+    clf = SR2Classifier(alpha=1e-2, random_state=0).partial_fit(X, y, classes=[0, 1])
+    coef = clf.coef_.copy()
+    monkeypatch.setattr(linear_model, "solve", Interrupt(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        clf.partial_fit(X, y)
+    np.testing.assert_array_equal(clf.coef_, coef)
+    assert clf.predict(X).shape == y.shape
