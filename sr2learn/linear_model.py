@@ -371,6 +371,17 @@ def _canonical_csr(X):
     return X
 
 
+def _check_class_weight(weights, classes):
+    """Refuse a negative or non-finite weight of a class (``weights[k]`` of ``classes[k]``)."""
+    bad = np.flatnonzero(~(np.isfinite(weights) & (weights >= 0)))
+    if bad.size:
+        k = bad[0]
+        raise ValueError(
+            f"class_weight must be finite and non-negative, got {weights[k].item()!r} for "
+            f"class {classes[k].item()!r}."
+        )
+
+
 _PRIVATE_FIT_STATE = ("_state", "_rule", "_intercept_scale")
 
 
@@ -639,13 +650,14 @@ class SR2Classifier(ClassifierMixin, _BaseSR2):
                     "frequencies of later batches are unknown. Pass a dict instead."
                 )
             cw = compute_class_weight(self.class_weight, classes=self.classes_, y=y)
+            _check_class_weight(cw, self.classes_)
             sample_weight = sample_weight * cw[codes].astype(sample_weight.dtype)
         if not partial:
             present = np.bincount(codes, weights=sample_weight, minlength=self.classes_.size)
             if np.count_nonzero(present > 0) < 2:
                 raise ValueError(
                     "SR2Classifier needs samples of at least 2 classes with positive weight, "
-                    "but after sample_weight only one class remains."
+                    "but after sample_weight and class_weight only one class remains."
                 )
         dtype = sample_weight.dtype
         if self.classes_.size == 2:

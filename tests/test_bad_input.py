@@ -134,3 +134,22 @@ def test_an_interrupted_later_partial_fit_keeps_the_previous_model(monkeypatch, 
         clf.partial_fit(X, y)
     np.testing.assert_array_equal(clf.coef_, coef)
     assert clf.predict(X).shape == y.shape
+
+
+# -- class and sample weights --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("weight", [-1.0, np.nan, np.inf])
+def test_a_negative_or_non_finite_class_weight_is_refused_by_name(weight, breast_cancer):
+    X, y = breast_cancer
+    with pytest.raises(ValueError, match=r"class_weight.*non-negative.*class 0"):
+        SR2Classifier(class_weight={0: weight, 1: 1.0}).fit(X, y)
+
+
+def test_class_weights_that_zero_all_classes_but_one_are_refused_by_name(breast_cancer):
+    X, y = breast_cancer
+    with pytest.raises(ValueError, match="class_weight"):
+        SR2Classifier(class_weight={0: 0.0, 1: 1.0}).fit(X, y)
+    y3 = np.where(X[:, 0] > 1.0, 2, y)
+    with pytest.raises(ValueError, match="class_weight"):
+        SR2Classifier(class_weight={0: 0.0, 1: 0.0, 2: 1.0}).fit(X, y3)
