@@ -216,6 +216,7 @@ class _BaseSR2(BaseEstimator):
             sample_weight, X, dtype=X.dtype, ensure_non_negative=True
         )
         Y, sample_weight, datafit = self._encode_targets(y, sample_weight, partial, classes)
+        sample_weight = _rescale_sample_weight(sample_weight)
         total = float(sample_weight.sum())
         if not total > 0:
             raise ValueError("The sample weights sum to zero: there is nothing to fit.")
@@ -382,6 +383,18 @@ def _check_class_weight(weights, classes):
         )
 
 
+def _rescale_sample_weight(sample_weight):
+    """The sample weights divided by the largest one, so that their sum (normalising them
+    to mean 1 next) cannot overflow; a weight of 1e300 then dominates as it should."""
+    top = float(np.max(sample_weight)) if sample_weight.size else 0.0
+    if not math.isfinite(top):
+        raise ValueError(
+            "sample_weight multiplied by class_weight overflows: rescale the weights."
+        )
+    return sample_weight / sample_weight.dtype.type(top) if top > 0 else sample_weight
+
+
+# Private attributes a fit sets, besides the public ones ending in "_".
 _PRIVATE_FIT_STATE = ("_state", "_rule", "_intercept_scale")
 
 

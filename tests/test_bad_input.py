@@ -153,3 +153,25 @@ def test_class_weights_that_zero_all_classes_but_one_are_refused_by_name(breast_
     y3 = np.where(X[:, 0] > 1.0, 2, y)
     with pytest.raises(ValueError, match="class_weight"):
         SR2Classifier(class_weight={0: 0.0, 1: 0.0, 2: 1.0}).fit(X, y3)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_sample_weights_whose_sum_overflows_are_normalised_like_their_rescaled_copy(diabetes):
+    X, y = diabetes
+    w = np.random.default_rng(0).uniform(0.5, 1.0, size=y.size)
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(np.sum(w * 1e308))
+    big = SR2Regressor(alpha=1e-1, random_state=0, max_iter=30).fit(X, y, sample_weight=w * 1e308)
+    ref = SR2Regressor(alpha=1e-1, random_state=0, max_iter=30).fit(X, y, sample_weight=w)
+    np.testing.assert_allclose(big.coef_, ref.coef_, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(big.intercept_, ref.intercept_, rtol=1e-12)
+
+
+def test_one_sample_weight_of_1e300_fits_that_sample(diabetes):
+    X, y = diabetes
+    sample_weight = np.ones(y.size)
+    sample_weight[0] = 1e300
+    reg = SR2Regressor(random_state=0).fit(X, y, sample_weight=sample_weight)
+    assert np.all(np.isfinite(reg.coef_)) and np.isfinite(reg.intercept_)
+    # The other samples weigh 1e-300 as much: the fit is the fit of X[0], y[0] alone.
+    np.testing.assert_allclose(reg.predict(X[:1]), y[:1], rtol=1e-3)
