@@ -39,6 +39,10 @@ _COMPILED_BATCH_ROWS = (32, 256)
 _SIGMA_RANGE = 1e10
 # Under variance reduction sigma_min defaults to L / (2 b) (see the sigma_min docstring).
 _SIGMA_FLOOR_DIVISOR = 2.0
+# sigma0 in this range keeps the first step 1/sigma0 and the default clamp
+# sigma0 * [1e-10, 1e10] positive and finite in float64, and sigma^2 (in the Theorem 4
+# constant of the diagnostics) finite up to that sigma_max.
+_SIGMA0_BOUNDS = (1e-300, 1e140)
 
 
 def auto_batch_size(n_samples, nnz_per_row, sparse=False, compiled=False):
@@ -101,7 +105,7 @@ _COMMON_DOC = """
         exactly at a stationary point) is at most ``tol * max(1, ||grad f(w_0)||)``,
         checked once per epoch. The scaled value is ``diagnostics_.tol``. With float32
         data, rounding limits the attainable measure to about 1e-5.
-    sigma0 : float or None, default=None
+    sigma0 : float in [1e-300, 1e140] or None, default=None
         Initial regularisation sigma; ``1/sigma0`` is the first step size. None: the
         curvature of the loss on the first minibatch, from 15 power iterations (the
         step a careful user would pick), so no step size needs tuning.
@@ -170,7 +174,7 @@ class _BaseSR2(BaseEstimator):
         "variance_reduction": [StrOptions(set(VARIANCE_REDUCTIONS)), None],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
-        "sigma0": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "sigma0": [Interval(numbers.Real, *_SIGMA0_BOUNDS, closed="both"), None],
         "eta1": [Interval(numbers.Real, 0, 1, closed="neither")],
         "eta2": [Interval(numbers.Real, 0, 1, closed="neither")],
         "gamma1": [Interval(numbers.Real, 1, None, closed="neither")],
@@ -211,6 +215,7 @@ class _BaseSR2(BaseEstimator):
         first = not (partial and hasattr(self, "_state"))
         X, y = self._validate(X, y, reset=first)
         X = _canonical_csr(X)
+        _check_data_scale(X, y if isinstance(self, RegressorMixin) else None)
         n = X.shape[0]
         sample_weight = _check_sample_weight(
             sample_weight, X, dtype=X.dtype, ensure_non_negative=True
@@ -370,6 +375,43 @@ def _canonical_csr(X):
         X = X.copy()
         X.sum_duplicates()
     return X
+
+
+def _check_data_scale(X, y=None):
+    """Refuse X (and the regression target y) whose squares overflow.
+
+    The steps of SR2 come from the curvature of the loss: with sample weights of mean 1
+    the Lipschitz bound L is at most ``||[X, c 1]||_F^2 <= max|X|^2 (nnz(X) + n)``, and
+    sigma ranges over 1e10 times a curvature (sigma_max), so that bound must stay 1e10
+    below the largest float64, and below the largest value of X's dtype, in which the
+    sums of squares of rows and columns are taken. The squared loss at w = 0 is at most
+    ``n max|y|^2 / 2``.
+    """
+    n = X.shape[0]
+    data = X.data if sp.issparse(X) else X
+    dtype = np.dtype(X.dtype)
+    if data.size:
+        top = max(abs(float(np.max(data))), abs(float(np.min(data))))
+        squares = top * top * (data.size + n)  # a Python float: inf on overflow
+        limit = min(np.finfo(np.float64).max / _SIGMA_RANGE, float(np.finfo(dtype).max))
+        if not squares < limit:
+            raise ValueError(
+                f"X has entries of magnitude up to {top:.3g}: the sum of their squares "
+                f"(up to {squares:.3g}), which sets the step sizes of SR2, must stay below "
+                f"{limit:.3g} for {dtype.name} data. Rescale X, for example with "
+                "sklearn.preprocessing.StandardScaler."
+            )
+    if y is not None:
+        top = max(abs(float(np.max(y))), abs(float(np.min(y))))
+        squares = top * top * n
+        limit = float(np.finfo(dtype).max)
+        if not squares < limit:
+            raise ValueError(
+                f"y has values of magnitude up to {top:.3g}: the squared loss at "
+                f"coef = 0 (up to n_samples * max|y|^2 = {squares:.3g}) overflows "
+                f"{dtype.name}. Rescale y, for example with "
+                "sklearn.compose.TransformedTargetRegressor."
+            )
 
 
 def _check_class_weight(weights, classes):

@@ -2,9 +2,12 @@
 a failed fit leaves no half-fitted model, and input SR2 cannot handle is refused with an
 error that names it (issue "Honest by default", item 5)."""
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.exceptions import NotFittedError
 
 import sr2learn.linear_model as linear_model
@@ -175,3 +178,50 @@ def test_one_sample_weight_of_1e300_fits_that_sample(diabetes):
     assert np.all(np.isfinite(reg.coef_)) and np.isfinite(reg.intercept_)
     # The other samples weigh 1e-300 as much: the fit is the fit of X[0], y[0] alone.
     np.testing.assert_allclose(reg.predict(X[:1]), y[:1], rtol=1e-3)
+
+
+# -- the scale of the data and of sigma0 ---------------------------------------------------
+
+
+@pytest.mark.parametrize("Estimator", [SR2Regressor, SR2Classifier])
+@pytest.mark.parametrize("standardised", [True, False])
+def test_X_whose_squares_overflow_is_refused_by_its_scale(
+    Estimator, standardised, diabetes, breast_cancer
+):
+    if standardised:
+        X, y = diabetes if Estimator is SR2Regressor else breast_cancer
+    else:
+        load = load_diabetes if Estimator is SR2Regressor else load_breast_cancer
+        X, y = load(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning on the way to the error
+        with pytest.raises(ValueError, match=r"X has entries of magnitude.*[Rr]escale X"):
+            Estimator().fit(X * 1e150, y)
+
+
+def test_float32_X_whose_squares_overflow_float32_is_refused(diabetes):
+    X, y = diabetes
+    with pytest.raises(ValueError, match=r"X has entries of magnitude.*float32"):
+        SR2Regressor().fit((X * 1e19).astype(np.float32), y)
+
+
+def test_a_target_whose_squares_overflow_is_refused_by_its_scale(diabetes):
+    X, y = diabetes
+    with pytest.raises(ValueError, match=r"y has values of magnitude.*[Rr]escale y"):
+        SR2Regressor().fit(X, y * 1e160)
+
+
+@pytest.mark.parametrize("scale", [1e60])
+def test_a_large_or_small_but_representable_X_fits_like_X(scale, diabetes):
+    X, y = diabetes
+    ref = SR2Regressor(alpha=1e-1, random_state=0).fit(X, y)
+    # The same problem in coef / scale: alpha * scale.
+    reg = SR2Regressor(alpha=1e-1 * scale, random_state=0).fit(X * scale, y)
+    np.testing.assert_allclose(reg.predict(X * scale), ref.predict(X), rtol=1e-4)
+
+
+@pytest.mark.parametrize("sigma0", [1e300, 1e200, 1e-310, np.inf, np.nan])
+def test_a_sigma0_out_of_range_is_refused_by_name(sigma0, diabetes):
+    X, y = diabetes
+    with pytest.raises(ValueError, match="sigma0"):
+        SR2Regressor(sigma0=sigma0).fit(X, y)
