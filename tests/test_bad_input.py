@@ -8,10 +8,16 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.datasets import load_breast_cancer, load_diabetes
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.linear_model import Lasso
 
 import sr2learn.linear_model as linear_model
 from sr2learn import SR2Classifier, SR2Regressor
+
+
+def lasso_objective(X, y, coef, intercept, alpha):
+    return 0.5 * np.mean((y - X @ coef - intercept) ** 2) + alpha * np.abs(coef).sum()
+
 
 # -- the caller's sparse matrix ------------------------------------------------------------
 
@@ -211,7 +217,7 @@ def test_a_target_whose_squares_overflow_is_refused_by_its_scale(diabetes):
         SR2Regressor().fit(X, y * 1e160)
 
 
-@pytest.mark.parametrize("scale", [1e60])
+@pytest.mark.parametrize("scale", [1e60, 1e-8, 1e-60])
 def test_a_large_or_small_but_representable_X_fits_like_X(scale, diabetes):
     X, y = diabetes
     ref = SR2Regressor(alpha=1e-1, random_state=0).fit(X, y)
@@ -225,3 +231,49 @@ def test_a_sigma0_out_of_range_is_refused_by_name(sigma0, diabetes):
     X, y = diabetes
     with pytest.raises(ValueError, match="sigma0"):
         SR2Regressor(sigma0=sigma0).fit(X, y)
+
+
+# -- tiny problems -------------------------------------------------------------------------
+
+
+def test_a_regressor_on_one_sample_fits_its_target_with_zero_coefficients(diabetes):
+    X, y = diabetes
+    reg = SR2Regressor(random_state=0).fit(X[:1], y[:1])
+    # min 1/2 (y - x.w - b)^2 + alpha ||w||_1: b = y, w = 0 (and nothing else) is optimal.
+    np.testing.assert_array_equal(reg.coef_, 0.0)
+    np.testing.assert_allclose(reg.intercept_, y[0], rtol=1e-5)
+    assert np.all(np.isfinite(reg.predict(X)))
+
+
+def test_a_regressor_on_two_samples_above_alpha_max_fits_their_weighted_mean(diabetes):
+    X, y = diabetes
+    X2, y2, weights = X[:2], y[:2], np.array([1.0, 3.0])
+    mean = np.average(y2, weights=weights)
+    centred = (X2 - np.average(X2, axis=0, weights=weights)).T @ (weights * (y2 - mean))
+    alpha_max = np.max(np.abs(centred)) / weights.sum()
+    reg = SR2Regressor(alpha=1.5 * alpha_max, random_state=0).fit(X2, y2, sample_weight=weights)
+    np.testing.assert_array_equal(reg.coef_, 0.0)
+    np.testing.assert_allclose(reg.intercept_, mean, rtol=1e-5)
+    assert np.all(np.isfinite(reg.predict(X)))
+
+
+def test_a_regressor_on_two_samples_reaches_the_lasso_optimum(diabetes):
+    X, y = diabetes
+    X2, y2, alpha = X[:2], y[:2], 1e-1
+    lasso = Lasso(alpha=alpha, tol=1e-12, max_iter=100_000).fit(X2, y2)
+    reg = SR2Regressor(alpha=alpha, random_state=0).fit(X2, y2)
+    ref = lasso_objective(X2, y2, lasso.coef_, lasso.intercept_, alpha)
+    got = lasso_objective(X2, y2, reg.coef_, reg.intercept_, alpha)
+    assert got - ref <= 1e-4 * ref
+    assert np.all(np.isfinite(reg.predict(X)))
+
+
+# -- a first step far too long -------------------------------------------------------------
+
+
+def test_a_tiny_sigma0_without_variance_reduction_warns_that_every_step_was_rejected(diabetes):
+    X, y = diabetes
+    reg = SR2Regressor(sigma0=1e-12, variance_reduction=None, max_iter=3, random_state=0)
+    with pytest.warns(ConvergenceWarning, match="rejected"):
+        reg.fit(X, y)
+    np.testing.assert_array_equal(reg.coef_, 0.0)  # no step was taken
