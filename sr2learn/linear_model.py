@@ -1,5 +1,6 @@
 """scikit-learn estimators over the NumPy SR2 solver: SR2Classifier and SR2Regressor."""
 
+import functools
 import math
 import numbers
 import warnings
@@ -31,6 +32,10 @@ _BATCH_ENTRIES = 256
 _BATCH_ROWS = (32, 256)
 # Relative range of sigma around sigma0 when sigma_min / sigma_max are not given.
 _SIGMA_RANGE = 1e10
+# sigma0 in this range keeps the first step 1/sigma0 and the default clamp
+# sigma0 * [1e-10, 1e10] positive and finite in float64, and sigma^2 (in the Theorem 4
+# constant of the diagnostics) finite up to that sigma_max.
+_SIGMA0_BOUNDS = (1e-300, 1e140)
 
 
 def auto_batch_size(n_samples, nnz_per_row):
@@ -81,7 +86,7 @@ _COMMON_DOC = """
         exactly at a stationary point) is at most ``tol * max(1, ||grad f(w_0)||)``,
         checked once per epoch. The scaled value is ``diagnostics_.tol``. With float32
         data, rounding limits the attainable measure to about 1e-5.
-    sigma0 : float or None, default=None
+    sigma0 : float in [1e-300, 1e140] or None, default=None
         Initial regularisation sigma; ``1/sigma0`` is the first step size. None: the
         curvature of the loss on the first minibatch, from 15 power iterations (the
         step a careful user would pick), so no step size needs tuning.
@@ -130,12 +135,6 @@ _ATTRS_DOC = """
         Defined only when X has string feature names.
     sigma_ : float
         sigma at the end of the fit (reused by partial_fit and warm_start).
-    intercept_scaling_ : float
-        The solver fits the intercept as ``intercept_scaling_ * beta`` (a constant column
-        of that value appended to X; 0 without intercept), with the largest root-mean-square
-        column of X as the constant, so the intercept is as well conditioned as the
-        best-scaled feature. The optimum is unchanged (the intercept is unpenalised); the
-        diagnostics measure gradients and steps in (coef, beta).
     diagnostics_ : ConvergenceDiagnostics
         The per-step trace, the checkpoints with the Theorem 4 bound, and ``summary()``.
 """
@@ -150,7 +149,7 @@ class _BaseSR2(BaseEstimator):
         "variance_reduction": [StrOptions(set(VARIANCE_REDUCTIONS)), None],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
-        "sigma0": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "sigma0": [Interval(numbers.Real, *_SIGMA0_BOUNDS, closed="both"), None],
         "eta1": [Interval(numbers.Real, 0, 1, closed="neither")],
         "eta2": [Interval(numbers.Real, 0, 1, closed="neither")],
         "gamma1": [Interval(numbers.Real, 1, None, closed="neither")],
@@ -190,18 +189,19 @@ class _BaseSR2(BaseEstimator):
     def _fit(self, X, y, sample_weight, *, partial, classes=None):
         first = not (partial and hasattr(self, "_state"))
         X, y = self._validate(X, y, reset=first)
+        X = _canonical_csr(X)
+        _check_data_scale(X, y if isinstance(self, RegressorMixin) else None)
         n = X.shape[0]
         sample_weight = _check_sample_weight(
             sample_weight, X, dtype=X.dtype, ensure_non_negative=True
         )
         Y, sample_weight, datafit = self._encode_targets(y, sample_weight, partial, classes)
+        sample_weight = _rescale_sample_weight(sample_weight)
         total = float(sample_weight.sum())
         if not total > 0:
             raise ValueError("The sample weights sum to zero: there is nothing to fit.")
         sample_weight = sample_weight * (n / total)
         penalty = check_penalty(self.penalty, self.alpha)
-        if sp.issparse(X):
-            X = _canonical_csr(X)
         metric = None if first else self._metric
         problem = LinearProblem(X, Y, sample_weight, datafit, self.fit_intercept, metric)
         b = self._batch_size(X)
@@ -294,16 +294,6 @@ class _BaseSR2(BaseEstimator):
         return Z
 
 
-def _canonical_csr(X):
-    """X with sorted indices and no duplicate entries, copied only when needed (the
-    caller's matrix is never modified)."""
-    if X.has_canonical_format:
-        return X
-    X = X.copy()
-    X.sum_duplicates()
-    return X
-
-
 def _not_converged_message(est, diagnostics, rule):
     """Why the fit stopped short of tol, with the numbers, and what helps."""
     last = diagnostics.last_checkpoint()
@@ -330,6 +320,114 @@ def _not_converged_message(est, diagnostics, rule):
               "noise level of the minibatch gradient)." if est.variance_reduction is None
               else "Increase max_iter (or tol).")  # fmt: skip
     return head + f"It reached the iteration limit max_iter={est.max_iter}. " + advice
+
+
+# -- what fit accepts ------------------------------------------------------------------------
+
+
+def _canonical_csr(X):
+    """X, or a copy without duplicate or unsorted entries where it has some.
+
+    ``validate_data`` may return the caller's own matrix, and summing its duplicates in
+    place would change the caller's data.
+    """
+    if sp.issparse(X) and not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    return X
+
+
+def _check_data_scale(X, y=None):
+    """Refuse X (and the regression target y) whose squares overflow.
+
+    The steps of SR2 come from the curvature of the loss: with sample weights of mean 1
+    the Lipschitz bound L is at most ``||[X, c 1]||_F^2 <= max|X|^2 (nnz(X) + n)``, and
+    sigma ranges over 1e10 times a curvature (sigma_max), so that bound must stay 1e10
+    below the largest float64, and below the largest value of X's dtype, in which the
+    sums of squares of rows and columns are taken. The squared loss at w = 0 is at most
+    ``n max|y|^2 / 2``.
+    """
+    n = X.shape[0]
+    data = X.data if sp.issparse(X) else X
+    dtype = np.dtype(X.dtype)
+    if data.size:
+        top = max(abs(float(np.max(data))), abs(float(np.min(data))))
+        squares = top * top * (data.size + n)  # a Python float: inf on overflow
+        limit = min(np.finfo(np.float64).max / _SIGMA_RANGE, float(np.finfo(dtype).max))
+        if not squares < limit:
+            raise ValueError(
+                f"X has entries of magnitude up to {top:.3g}: the sum of their squares "
+                f"(up to {squares:.3g}), which sets the step sizes of SR2, must stay below "
+                f"{limit:.3g} for {dtype.name} data. Rescale X, for example with "
+                "sklearn.preprocessing.StandardScaler."
+            )
+    if y is not None:
+        top = max(abs(float(np.max(y))), abs(float(np.min(y))))
+        squares = top * top * n
+        limit = float(np.finfo(dtype).max)
+        if not squares < limit:
+            raise ValueError(
+                f"y has values of magnitude up to {top:.3g}: the squared loss at "
+                f"coef = 0 (up to n_samples * max|y|^2 = {squares:.3g}) overflows "
+                f"{dtype.name}. Rescale y, for example with "
+                "sklearn.compose.TransformedTargetRegressor."
+            )
+
+
+def _check_class_weight(weights, classes):
+    """Refuse a negative or non-finite weight of a class (``weights[k]`` of ``classes[k]``)."""
+    bad = np.flatnonzero(~(np.isfinite(weights) & (weights >= 0)))
+    if bad.size:
+        k = bad[0]
+        raise ValueError(
+            f"class_weight must be finite and non-negative, got {weights[k].item()!r} for "
+            f"class {classes[k].item()!r}."
+        )
+
+
+def _rescale_sample_weight(sample_weight):
+    """The sample weights divided by the largest one, so that their sum (normalising them
+    to mean 1 next) cannot overflow; a weight of 1e300 then dominates as it should."""
+    top = float(np.max(sample_weight)) if sample_weight.size else 0.0
+    if not math.isfinite(top):
+        raise ValueError(
+            "sample_weight multiplied by class_weight overflows: rescale the weights."
+        )
+    return sample_weight / sample_weight.dtype.type(top) if top > 0 else sample_weight
+
+
+# Private attributes a fit sets, besides the public ones ending in "_".
+_PRIVATE_FIT_STATE = ("_state", "_rule", "_metric")
+
+
+def _unfitted_on_failure(fit_method):
+    """Decorator of fit and partial_fit: an exception out of a fit from scratch (``fit``,
+    or a first ``partial_fit``), a KeyboardInterrupt included, leaves the estimator
+    unfitted.
+
+    ``_fit`` sets ``n_features_in_``, ``classes_`` and private state before the solver
+    runs: an interrupted first fit would look fitted to ``check_is_fitted`` (and predict
+    fail with an AttributeError), and a failed refit would leave the previous
+    coefficients next to the new ``n_features_in_``. A later ``partial_fit`` sets nothing
+    before the solver returns, so its failure keeps the model of the previous calls.
+    """
+    partial = fit_method.__name__ == "partial_fit"
+
+    @functools.wraps(fit_method)
+    def wrapper(self, *args, **kwargs):
+        fresh = not (partial and hasattr(self, "_state"))
+        before = set(vars(self))
+        try:
+            return fit_method(self, *args, **kwargs)
+        except BaseException:
+            if fresh:
+                for name in list(vars(self)):
+                    fitted = name.endswith("_") and not name.startswith("__")
+                    if fitted or name in _PRIVATE_FIT_STATE or name not in before:
+                        delattr(self, name)
+            raise
+
+    return wrapper
 
 
 class SR2Regressor(RegressorMixin, _BaseSR2):
@@ -419,6 +517,7 @@ class SR2Regressor(RegressorMixin, _BaseSR2):
         return coef[0], float(intercept[0])
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @_unfitted_on_failure
     def fit(self, X, y, sample_weight=None):
         """Fit the model with SR2.
 
@@ -437,6 +536,7 @@ class SR2Regressor(RegressorMixin, _BaseSR2):
         return self._fit(X, y, sample_weight, partial=False)
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @_unfitted_on_failure
     def partial_fit(self, X, y, sample_weight=None):
         """One SR2 epoch over (X, y), continuing from the current coefficients and sigma."""
         return self._fit(X, y, sample_weight, partial=True)
@@ -567,13 +667,14 @@ class SR2Classifier(ClassifierMixin, _BaseSR2):
                     "frequencies of later batches are unknown. Pass a dict instead."
                 )
             cw = compute_class_weight(self.class_weight, classes=self.classes_, y=y)
+            _check_class_weight(cw, self.classes_)
             sample_weight = sample_weight * cw[codes].astype(sample_weight.dtype)
         if not partial and all_classes is None:
             present = np.bincount(codes, weights=sample_weight, minlength=self.classes_.size)
             if np.count_nonzero(present > 0) < 2:
                 raise ValueError(
                     "SR2Classifier needs samples of at least 2 classes with positive weight, "
-                    "but after sample_weight only one class remains."
+                    "but after sample_weight and class_weight only one class remains."
                 )
         dtype = sample_weight.dtype
         if self.classes_.size == 2:
@@ -586,6 +687,7 @@ class SR2Classifier(ClassifierMixin, _BaseSR2):
         return coef, intercept
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @_unfitted_on_failure
     def fit(self, X, y, sample_weight=None):
         """Fit the model with SR2.
 
@@ -605,6 +707,7 @@ class SR2Classifier(ClassifierMixin, _BaseSR2):
         return self._fit(X, y, sample_weight, partial=False)
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @_unfitted_on_failure
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One SR2 epoch over (X, y), continuing from the current coefficients and sigma.
 
