@@ -1,0 +1,195 @@
+"""The compiled engine: the compiled forms of every datafit and penalty agree with their
+array forms, its steps equal the NumPy reference step for every datafit x penalty x
+estimator, lazy steps equal eager ones while visiting few coordinates, and float32 data
+are solved to float64 accuracy."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from numba import njit
+
+from sr2learn import SR2Classifier, SR2Regressor
+from sr2learn._compiled import bregman, loss_derivative, prox_entries, value_entries
+from sr2learn._engine import EpochPlan, EpochState, Reference, sr2_epoch
+from sr2learn._rule import SR2Rule
+from sr2learn._sr2 import LinearProblem, _rule_params, checkpoint, draw_step
+from sr2learn.datafits import Logistic, Multinomial, Quadratic
+from sr2learn.penalties import L0, L1, L0Ball, Lp
+
+PENALTIES = [L1(0.3), L0(0.3), Lp(0.3, 0.5), Lp(0.3, 2.0 / 3.0), L0Ball(3), L1(0.0)]
+DATAFITS = [(Quadratic(), 1), (Logistic(), 1), (Multinomial(), 3)]
+
+
+@njit
+def _prox_all(kernel, v, t):
+    out = np.empty_like(v)
+    prox_entries(kernel, v, t, out, v.shape[0])
+    return out
+
+
+@njit
+def _value_all(kernel, w):
+    return value_entries(kernel, w, w.shape[0])
+
+
+@njit
+def _loss_all(kernel, Z, Y, D):
+    out = np.empty(Z.shape[0])
+    for i in range(Z.shape[0]):
+        out[i] = loss_derivative(kernel, Z[i], Y[i], D[i])
+    return out
+
+
+@njit
+def _bregman_all(kernel, Z, dZ, Y, D, losses):
+    out = np.empty(Z.shape[0])
+    for i in range(Z.shape[0]):
+        out[i] = bregman(kernel, Z[i], dZ[i], Y[i], D[i], losses[i])
+    return out
+
+
+@pytest.mark.parametrize("penalty", PENALTIES, ids=repr)
+def test_compiled_prox_and_value_equal_the_array_forms(penalty):
+    rng = np.random.default_rng(0)
+    v = np.r_[-np.logspace(-4, 2, 40), 0.0, np.logspace(-4, 2, 40)]
+    rng.shuffle(v)
+    t = rng.choice([0.01, 1.0, 7.0], size=v.size)
+    expected = penalty.prox(v, t if penalty.separable else 1.0)
+    got = _prox_all(penalty.kernel(), v, t)
+    np.testing.assert_allclose(got, expected, rtol=1e-13, atol=0)
+    assert _value_all(penalty.kernel(), got) == pytest.approx(penalty.value(got), rel=1e-13)
+
+
+@pytest.mark.parametrize(("datafit", "K"), DATAFITS, ids=lambda d: type(d).__name__)
+def test_compiled_loss_derivative_bregman_equal_the_array_forms(datafit, K):
+    rng = np.random.default_rng(1)
+    n = 300
+    Z = rng.standard_normal((n, K)) * 10
+    if K == 1:
+        Y = (rng.random((n, 1)) < 0.5).astype(float)
+    else:
+        Y = np.eye(K)[rng.integers(K, size=n)]
+    dZ = rng.standard_normal((n, K)) * np.logspace(-9, 1, n)[:, None]
+    D = np.empty((n, K))
+    losses = _loss_all(datafit.kernel(), Z, Y, D)
+    np.testing.assert_allclose(losses, datafit.loss(Z, Y), rtol=1e-12)
+    np.testing.assert_allclose(D, datafit.derivative(Z, Y), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(_bregman_all(datafit.kernel(), Z, dZ, Y, D, losses),
+                               datafit.bregman(Z, dZ, Y, D), rtol=1e-10, atol=1e-300)  # fmt: skip
+
+
+def small_problem(datafit, K, sparse, seed=0, n=120, p=40, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, p)) * (rng.random((n, p)) < 0.3)
+    X *= np.logspace(-2, 2, p)  # columns in very different units: the metric matters
+    W = np.zeros((p, K))
+    W[:5] = rng.standard_normal((5, K)) / np.logspace(-2, 2, p)[:5, None]
+    Z = X @ W + 0.2 * rng.standard_normal((n, K))
+    if isinstance(datafit, Quadratic):
+        Y = Z
+    elif isinstance(datafit, Logistic):
+        Y = (Z > 0).astype(float)
+    else:
+        Y = np.eye(K)[np.argmax(Z, axis=1)]
+    X = X.astype(dtype)
+    X = sp.csr_matrix(X) if sparse else X
+    return LinearProblem(X, Y, 0.5 + rng.random(n), datafit, True)
+
+
+def reference_epoch(problem, penalty, W, sigma, edges, order, ref, rule):
+    """The steps of one epoch with the NumPy reference step (no compiled code)."""
+    trace = []
+    R_w = penalty.value(W[: problem.p])
+    for k in order:
+        idx = slice(int(edges[k]), int(edges[k + 1]))
+        d = draw_step(problem, penalty, W, R_w, sigma, idx, ref)
+        XB, YB, swB = problem.rows(idx)
+        ZS = problem.batch_linear(XB, d.S)
+        actual = d.xi - float(swB @ problem.datafit.bregman(d.ZB, ZS, YB, d.dloss)) / len(swB)
+        rho = SR2Rule.ratio(actual, d.xi, abs(R_w) + abs(float(np.vdot(d.g, d.S))),
+                            np.finfo(float).eps)  # fmt: skip
+        accepted, new_sigma, _ = rule.update(rho, sigma)
+        trace.append((sigma, float(accepted), d.step_sq))
+        if accepted:
+            W, R_w = d.W_trial, d.R_trial
+        sigma = new_sigma
+    return W, np.array(trace)
+
+
+def compiled_epoch(problem, penalty, W, sigma, edges, order, ref, rule, lazy):
+    state = EpochState(W.copy(), np.array([sigma, penalty.value(W[: problem.p])]))
+    trace = np.empty((order.size, 7))
+    plan = EpochPlan(edges, order, lazy and penalty.lazy_exact, 0.0)
+    _, visits, _, _ = sr2_epoch(problem.data, problem.datafit.kernel(), penalty.kernel(),
+                                _rule_params(rule, problem.dtype), state, ref, plan, trace)
+    return state.W, trace, visits
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+@pytest.mark.parametrize("svrg", [True, False], ids=["svrg", "plain"])
+@pytest.mark.parametrize(("datafit", "K"), DATAFITS, ids=lambda d: type(d).__name__)
+@pytest.mark.parametrize("penalty", PENALTIES[:5], ids=repr)
+def test_compiled_steps_equal_the_numpy_reference_steps(penalty, datafit, K, svrg, sparse):
+    problem = small_problem(datafit, K, sparse)
+    rng = np.random.default_rng(2)
+    W = np.zeros((problem.n_rows, K))
+    W[:3] = 0.1 * rng.standard_normal((3, K)) / np.sqrt(problem.metric[:3, None])
+    W[: problem.p] = penalty.prox(W[: problem.p], 1.0)  # feasible for L0Ball
+    ck = checkpoint(problem, penalty, W)
+    ref = Reference(True, ck.D, ck.G) if svrg else None
+    plain = Reference(False, np.zeros((1, K)), np.zeros((problem.n_rows, K)))
+    edges = np.array([0, 13, 40, 41, 77, 120], dtype=np.int64)
+    order = rng.permutation(edges.size - 1).astype(np.int64)
+    rule = SR2Rule(sigma_min=1e-3)
+    sigma = 0.3 * problem.lipschitz()
+    W_ref, trace_ref = reference_epoch(problem, penalty, ck.W, sigma, edges, order, ref, rule)
+    for lazy in (False, True):
+        W_c, trace, _ = compiled_epoch(problem, penalty, ck.W, sigma, edges, order,
+                                       ref or plain, rule, lazy)  # fmt: skip
+        np.testing.assert_array_equal(trace[:, 2], trace_ref[:, 1])
+        np.testing.assert_allclose(trace[:, 0], trace_ref[:, 0], rtol=1e-10)
+        np.testing.assert_allclose(trace[:, 3], trace_ref[:, 2], rtol=1e-8, atol=1e-14)
+        np.testing.assert_allclose(W_c, W_ref, rtol=1e-8, atol=1e-10)
+    assert trace[:, 2].any()  # some step was taken
+
+
+def test_lazy_steps_visit_few_coordinates_of_wide_sparse_data():
+    rng = np.random.default_rng(3)
+    n, p = 400, 4000
+    X = sp.random(n, p, density=0.002, random_state=4, format="csr")
+    y = (X @ np.r_[np.ones(10), np.zeros(p - 10)] + 0.01 * rng.standard_normal(n) > 0)
+    problem = LinearProblem(X, y.astype(float)[:, None], np.ones(n), Logistic(), True)
+    penalty = L1(1e-2)
+    ck = checkpoint(problem, penalty, np.zeros((p + 1, 1)))
+    ref = Reference(True, ck.D, ck.G)
+    edges = np.arange(0, n + 1, 20, dtype=np.int64)
+    order = rng.permutation(edges.size - 1).astype(np.int64)
+    rule, sigma = SR2Rule(sigma_min=1e-3), problem.lipschitz()
+    W_eager, _, visits_eager = compiled_epoch(problem, penalty, ck.W, sigma, edges, order, ref,
+                                              rule, lazy=False)  # fmt: skip
+    W_lazy, _, visits_lazy = compiled_epoch(problem, penalty, ck.W, sigma, edges, order, ref,
+                                            rule, lazy=True)  # fmt: skip
+    np.testing.assert_allclose(W_lazy, W_eager, rtol=1e-12, atol=1e-15)
+    assert visits_eager == p * (edges.size - 1)
+    assert visits_lazy < visits_eager / 20
+
+
+@pytest.mark.parametrize("kind", ["binary", "multinomial", "regression"])
+def test_float32_data_are_solved_to_the_accuracy_of_float64(kind):
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((300, 20)) * np.logspace(-1, 1, 20)
+    z = X[:, :3] @ np.array([1.0, -2.0, 0.5])
+    if kind == "regression":
+        y, Est = z + 0.1 * rng.standard_normal(300), SR2Regressor
+    elif kind == "binary":
+        y, Est = (z + 0.5 * rng.standard_normal(300) > 0).astype(int), SR2Classifier
+    else:
+        y, Est = np.digitize(z, [-1.0, 1.0]), SR2Classifier
+    X32 = X.astype(np.float32)
+    fit32 = Est(alpha=1e-2, tol=1e-10, random_state=0).fit(X32, y)
+    fit64 = Est(alpha=1e-2, tol=1e-10, random_state=0).fit(X32.astype(np.float64), y)
+    assert fit32.diagnostics_.converged and fit64.diagnostics_.converged
+    assert fit32.coef_.dtype == np.float32
+    # The same problem (the float32 data, exactly representable in float64): the same
+    # solution up to float32 rounding of the returned coefficients.
+    np.testing.assert_allclose(fit32.coef_, fit64.coef_, rtol=1e-5, atol=1e-6)
