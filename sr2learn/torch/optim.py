@@ -56,6 +56,17 @@ def _group_penalty(group):
     return check_penalty(name, group.get("alpha", 0.0))
 
 
+def _positive(name, value):
+    """``value`` as a float, or a ValueError naming the parameter."""
+    try:
+        ok = math.isfinite(value) and value > 0
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
 def _flat(tensors):
     return torch.cat([t.reshape(-1) for t in tensors]) if tensors else None
 
@@ -94,12 +105,14 @@ class SR2(torch.optim.Optimizer):
         :func:`penalized_groups` builds the usual split (conv/linear weights penalised,
         biases and normalisation parameters not).
     lr : float, default=None
-        The initial step size: ``sigma0 = 1 / lr`` when ``sigma0`` is not given. SR2
-        adapts sigma from then on; lr is not used again. (skorch always passes ``lr``.)
-        In networks sigma rarely shrinks (rho >= eta2 is rare on a minibatch), so this
-        first step size matters: it plays the role of SGD's learning rate.
+        The initial step size, a finite number > 0: ``sigma0 = 1 / lr`` when ``sigma0``
+        is not given. SR2 adapts sigma from then on; lr is not used again. (skorch always
+        passes ``lr``.) In networks sigma rarely shrinks (rho >= eta2 is rare on a
+        minibatch), so this first step size matters: it plays the role of SGD's learning
+        rate.
     sigma0 : float, default=None
-        Initial sigma; wins over ``lr``. Default 1 / lr, or 10 when neither is given.
+        Initial sigma, a finite number > 0; wins over ``lr``. Default 1 / lr, or 10 when
+        neither is given.
     penalty, alpha : default "l1", 0.0
         Defaults for groups that do not set them.
     eta1, eta2, gamma1, gamma3 : float
@@ -110,6 +123,12 @@ class SR2(torch.optim.Optimizer):
         The model. When given, its buffers (e.g. BatchNorm running statistics) are
         restored on a rejected step, and the trial pass never moves them; without it
         buffers are left to the forward passes.
+
+    Raises
+    ------
+    ValueError
+        At construction, for a ``lr`` or ``sigma0`` that is not a finite number > 0, an
+        unknown penalty name, or thresholds the rule rejects.
 
     Notes
     -----
@@ -166,10 +185,11 @@ class SR2(torch.optim.Optimizer):
         sigma_max=None,
         module=None,
     ):
-        if sigma0 is None:
-            sigma0 = 1.0 / lr if lr is not None else 10.0
-        if not (math.isfinite(sigma0) and sigma0 > 0):
-            raise ValueError(f"sigma0 (or 1/lr) must be a positive number, got {sigma0!r}")
+        lr = None if lr is None else _positive("lr", lr)
+        if sigma0 is not None:
+            sigma0 = _positive("sigma0", sigma0)
+        else:
+            sigma0 = _positive("1 / lr", 1.0 / lr) if lr is not None else 10.0
         defaults = {
             "lr": 1.0 / sigma0,
             "penalty": penalty,
@@ -187,6 +207,7 @@ class SR2(torch.optim.Optimizer):
         for group in self.param_groups:
             if group["penalty"] is not None and not isinstance(group["penalty"], Penalty):
                 check_penalty(group["penalty"], group["alpha"])  # fail early on bad names
+        self._rule()  # and on bad thresholds
         self.module = module
         self.diagnostics = ConvergenceDiagnostics(lipschitz_is_estimate=True)
 
@@ -409,8 +430,6 @@ class _PreconditionedProx(torch.optim.Optimizer):
     _allowed = ("l1", "l0")
 
     def __init__(self, params, lr, momentum, preconditioner, beta2, eps, penalty, alpha):
-        if lr is None or not lr > 0:
-            raise ValueError(f"lr must be a positive number, got {lr!r}")
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -421,12 +440,25 @@ class _PreconditionedProx(torch.optim.Optimizer):
             "alpha": alpha,
         }
         super().__init__(params, defaults)
-        for group in self.param_groups:
-            if group["penalty"] is not None and group["penalty"] not in self._allowed:
-                raise ValueError(
-                    f"{type(self).__name__} supports penalty in {self._allowed}, "
-                    f"got {group['penalty']!r}"
-                )
+
+    def add_param_group(self, param_group):
+        """torch's ``add_param_group`` (also used by the constructor), after checking the
+        group's hyperparameters with the defaults filled in."""
+        self._check_group({**self.defaults, **param_group})
+        super().add_param_group(param_group)
+
+    def _check_group(self, group):
+        _positive("lr", group["lr"])
+        for name in ("momentum", "beta2"):
+            if not 0 <= group[name] < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {group[name]!r}")
+        if not 0 <= group["eps"] < math.inf:
+            raise ValueError(f"eps must be a finite number >= 0, got {group['eps']!r}")
+        if group["penalty"] is not None and group["penalty"] not in self._allowed:
+            raise ValueError(
+                f"{type(self).__name__} supports penalty in {self._allowed}, "
+                f"got {group['penalty']!r}"
+            )
 
     def _direction(self, group, ps):
         """The (momentum) direction and the per-coordinate step for each parameter."""
@@ -459,6 +491,9 @@ class ProxGEN(_PreconditionedProx):
     the metric of C uses the per-coordinate step lr / C. With ``momentum=0`` and
     ``preconditioner=False`` it is the proximal SGD of the SR2 paper's comparison. l1 and
     l0 penalties.
+
+    ``lr`` must be a finite number > 0, ``momentum`` and ``beta2`` in [0, 1) and ``eps``
+    finite and >= 0, in the defaults and in every parameter group (ValueError otherwise).
     """
 
     def __init__(
@@ -495,6 +530,7 @@ class ProxSGD(_PreconditionedProx):
     preconditioner; then x+ = x + ``relaxation`` (x^ - x). With ``momentum=0``,
     ``preconditioner=False`` and ``relaxation=1`` it is plain proximal SGD, the setting of
     the SR2 paper's comparison. Only the convex l1 penalty (the method's scope).
+    Hyperparameters are checked as in :class:`ProxGEN`.
     """
 
     _allowed = ("l1",)
