@@ -72,3 +72,71 @@ def test_baselines_reject_bad_hyperparameters(cls, name, value):
     with pytest.raises(ValueError, match=value_message(name, value)):
         opt.add_param_group({"params": [nn.Parameter(torch.zeros(1))], name: value})
     assert len(opt.param_groups) == 1
+
+
+# -- closure protocol ---------------------------------------------------------------------
+
+
+def always_backward(model, opt, X, y):
+    def closure(backward=True):  # ignores the flag
+        loss = nn.functional.mse_loss(model(X), y)
+        opt.zero_grad()
+        loss.backward()
+        return loss
+
+    return closure
+
+
+def always_backward_with_grad(model, opt, X, y):
+    def closure(backward=True):  # ignores the flag and re-enables autograd itself
+        with torch.enable_grad():
+            return always_backward(model, opt, X, y)()
+
+    return closure
+
+
+@pytest.mark.parametrize("make", [always_backward, always_backward_with_grad])
+def test_closure_calling_backward_in_the_trial_pass_is_explained(problem, make):
+    model, X, y = problem
+    opt = SR2(model.parameters(), lr=0.1)
+    before = params_of(model)
+    with pytest.raises(RuntimeError, match=r"closure\(backward=False\).*backward=True"):
+        opt.step(make(model, opt, X, y))
+    for p, p0 in zip(model.parameters(), before, strict=True):
+        assert torch.equal(p, p0)  # the aborted step left w as it was
+    assert opt.diagnostics.n_steps == 0
+
+
+def test_closure_never_calling_backward_is_explained(problem):
+    model, X, y = problem
+    opt = SR2(model.parameters(), lr=0.1)
+
+    def no_backward(backward=True):
+        return nn.functional.mse_loss(model(X), y)
+
+    message = r"closure\(backward=True\) produced no gradient.*loss\.backward\(\)"
+    with pytest.raises(RuntimeError, match=message):
+        opt.step(no_backward)
+    opt.step(closure_for(model, opt, X, y))  # a correct step leaves gradients behind ...
+    with pytest.raises(RuntimeError, match=message):
+        opt.step(no_backward)  # ... which are stale, not produced by this closure
+    with pytest.raises(RuntimeError, match=message):
+        opt.checkpoint([no_backward, no_backward])
+
+
+def test_closure_must_return_the_loss(problem):
+    model, X, y = problem
+    opt = SR2(model.parameters(), lr=0.1)
+    closure = closure_for(model, opt, X, y)
+
+    def returns_nothing(backward=True):
+        closure(backward)
+
+    def trial_returns_nothing(backward=True):
+        loss = closure(backward)
+        return loss if backward else None
+
+    with pytest.raises(TypeError, match=r"closure\(backward=True\) must return the loss"):
+        opt.step(returns_nothing)
+    with pytest.raises(TypeError, match=r"closure\(backward=False\) must return the loss"):
+        opt.step(trial_returns_nothing)

@@ -6,6 +6,7 @@ solver.
 """
 
 import math
+import weakref
 
 import torch
 import torch.distributed as dist
@@ -65,6 +66,60 @@ def _positive(name, value):
     if not ok:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
+
+
+_PROTOCOL = (
+    "SR2 calls closure(backward=True) for the gradient pass, which zeroes the gradients "
+    "and calls loss.backward(), and closure(backward=False) for the loss-only trial pass, "
+    "which must not call backward; both return the data loss as a scalar tensor (see the "
+    "SR2 docstring)."
+)
+
+
+def _grad_marks(params):
+    # A weak reference and the version counter tell whether a pass replaced or wrote a
+    # gradient, without keeping an old gradient alive.
+    return [None if p.grad is None else (weakref.ref(p.grad), p.grad._version) for p in params]
+
+
+def _same_grad(p, mark):
+    if mark is None:
+        return p.grad is None
+    return mark[0]() is p.grad and p.grad._version == mark[1]
+
+
+def _checked_loss(loss, backward):
+    if not (isinstance(loss, torch.Tensor) and loss.numel() == 1):
+        raise TypeError(
+            f"closure(backward={backward}) must return the loss as a scalar tensor, got "
+            f"{type(loss).__name__}. {_PROTOCOL}"
+        )
+    return loss
+
+
+def _gradient_pass(closure, params):
+    """closure(backward=True) with autograd on, checked to have written a gradient."""
+    marks = _grad_marks(params)
+    with torch.enable_grad():
+        loss = _checked_loss(closure(backward=True), True)
+    if all(p.grad is None or _same_grad(p, m) for p, m in zip(params, marks, strict=True)):
+        raise RuntimeError(f"closure(backward=True) produced no gradient. {_PROTOCOL}")
+    return loss
+
+
+def _trial_pass(closure, params):
+    """closure(backward=False) (under no_grad), checked to have left the gradients alone."""
+    marks = _grad_marks(params)
+    try:
+        loss = closure(backward=False)
+    except RuntimeError as err:
+        if "does not require grad" not in str(err):
+            raise
+        # What loss.backward() raises under no_grad.
+        raise RuntimeError(f"closure(backward=False) called backward. {_PROTOCOL}") from err
+    if not all(_same_grad(p, m) for p, m in zip(params, marks, strict=True)):
+        raise RuntimeError(f"closure(backward=False) changed the gradients. {_PROTOCOL}")
+    return _checked_loss(loss, False)
 
 
 def _flat(tensors):
@@ -129,6 +184,8 @@ class SR2(torch.optim.Optimizer):
     ValueError
         At construction, for a ``lr`` or ``sigma0`` that is not a finite number > 0, an
         unknown penalty name, or thresholds the rule rejects.
+    RuntimeError
+        In ``step``, for a closure that breaks the protocol below.
 
     Notes
     -----
@@ -142,7 +199,10 @@ class SR2(torch.optim.Optimizer):
     same parameters; a rejected step restores the parameters, the module's buffers and
     leaves no other trace; sigma is stored in the param groups, so ``state_dict()`` /
     ``load_state_dict()`` resume the same trajectory. There is one host synchronisation
-    per step (the scalars of the acceptance test).
+    per step (the scalars of the acceptance test). A closure that never writes a gradient
+    in the first pass, or calls backward or changes the gradients in the trial pass, gets
+    a RuntimeError (checked on the gradients' version counters, at no extra pass); the
+    step it aborts leaves the parameters and buffers as they were.
 
     Under ``DistributedDataParallel`` the gradient is averaged by DDP's backward and the
     two batch losses are all-reduced here, so every rank takes the same decision and
@@ -252,8 +312,7 @@ class SR2(torch.optim.Optimizer):
         buffers = self._buffers()
         buffers_before = [b.clone() for b in buffers]
         rng_before = _RNGSnapshot(devices)
-        with torch.enable_grad():
-            loss = closure(backward=True)
+        loss = _gradient_pass(closure, params)
         rng_after = _RNGSnapshot(devices)
         buffers_after = [b.clone() for b in buffers]
 
@@ -278,12 +337,17 @@ class SR2(torch.optim.Optimizer):
             saved.append((ps, w))
             _copy_flat_into(ps, trial)
         rng_before.restore()
-        trial_loss = closure(backward=False)
+        try:
+            trial_loss = _trial_pass(closure, params)
+        except BaseException:
+            self._restore(saved, buffers, buffers_before)  # an aborted step leaves no trace
+            raise
         rng_after.restore()
         for b, b_after in zip(buffers, buffers_after, strict=True):
             b.copy_(b_after)  # the trial pass leaves no trace in the running statistics
 
-        losses = torch.stack([loss.detach(), trial_loss.detach()]).to(torch.float64)
+        losses = torch.stack([loss.detach().reshape(()), trial_loss.detach().reshape(())])
+        losses = losses.to(torch.float64)
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(losses)
             losses /= dist.get_world_size()
@@ -297,10 +361,7 @@ class SR2(torch.optim.Optimizer):
         rho = rule.ratio(actual, xi, f_w + r_w, eps)
         accepted, new_sigma, clamped = rule.update(rho, sigma)
         if not accepted:
-            for ps, w in saved:
-                _copy_flat_into(ps, w)
-            for b, b0 in zip(buffers, buffers_before, strict=True):
-                b.copy_(b0)
+            self._restore(saved, buffers, buffers_before)
         for group in self.param_groups:
             group["sigma"] = new_sigma
             group["lr"] = 1.0 / new_sigma
@@ -311,6 +372,13 @@ class SR2(torch.optim.Optimizer):
             n, 0, sigma, rho, float(accepted), s_sq, xi, f_w + r_w, nnz_trial if accepted else nnz
         )
         return loss
+
+    @staticmethod
+    def _restore(saved, buffers, values):
+        for ps, w in saved:
+            _copy_flat_into(ps, w)
+        for b, value in zip(buffers, values, strict=True):
+            b.copy_(value)
 
     def _segments(self):
         """(penalty, params) per group, for the parameters that have a gradient."""
@@ -343,8 +411,7 @@ class SR2(torch.optim.Optimizer):
         saved_buffers = [b.clone() for b in buffers]
         grads, losses = [], []
         for closure in closures:
-            with torch.enable_grad():
-                losses.append(float(closure(backward=True)))
+            losses.append(float(_gradient_pass(closure, params)))
             grads.append(
                 [torch.cat([p.grad.reshape(-1) for p in ps]) for _, ps in self._segments()]
             )
@@ -376,8 +443,7 @@ class SR2(torch.optim.Optimizer):
         # Gradient of the first minibatch at w + s, for the secant L and dist_trial.
         for (_, ps), trial in zip(segments, trial_flats, strict=True):
             _copy_flat_into(ps, trial)
-        with torch.enable_grad():
-            closures[0](backward=True)
+        _gradient_pass(closures[0], params)
         diff_sq = trial_dist_sq = 0.0
         for (penalty, ps), g0, trial in zip(segments, grads[0], trial_flats, strict=True):
             g_trial = torch.cat([p.grad.reshape(-1) for p in ps])
