@@ -140,3 +140,38 @@ def test_closure_must_return_the_loss(problem):
         opt.step(returns_nothing)
     with pytest.raises(TypeError, match=r"closure\(backward=False\) must return the loss"):
         opt.step(trial_returns_nothing)
+
+
+# -- sparse gradients ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ps: SR2(ps, lr=0.1),
+        lambda ps: ProxSGD(ps, lr=0.1),
+        lambda ps: ProxGEN(ps, lr=0.1, momentum=0.9, preconditioner=True),
+    ],
+    ids=["SR2", "ProxSGD", "ProxGEN"],
+)
+def test_sparse_gradients_get_a_clear_error(make):
+    torch.manual_seed(0)
+    embedding = nn.Embedding(10, 3, sparse=True)
+    head = nn.Linear(3, 1)
+    opt = make([*head.parameters(), *embedding.parameters()])
+    before = params_of(embedding) + params_of(head)
+    tokens = torch.tensor([1, 4, 4, 7])
+
+    def closure(backward=True):
+        loss = head(embedding(tokens)).sum()
+        if backward:
+            opt.zero_grad()
+            loss.backward()
+        return loss
+
+    name = type(opt).__name__
+    message = rf"{name} needs dense gradients.*shape \(10, 3\).*sparse=False"
+    with pytest.raises(RuntimeError, match=message):
+        opt.step(closure)
+    after = params_of(embedding) + params_of(head)
+    assert all(torch.equal(a, b) for a, b in zip(after, before, strict=True))

@@ -68,6 +68,20 @@ def _positive(name, value):
     return float(value)
 
 
+def _with_grad(params, optimizer):
+    """The parameters that have a gradient; every gradient must be dense."""
+    ps = [p for p in params if p.grad is not None]
+    for p in ps:
+        if p.grad.layout != torch.strided:
+            # The prox step moves every coordinate, so a sparse gradient would save nothing.
+            raise RuntimeError(
+                f"{optimizer} needs dense gradients (as do SR2, ProxSGD and ProxGEN), but the "
+                f"parameter of shape {tuple(p.shape)} has a {p.grad.layout} gradient, e.g. "
+                "from nn.Embedding(..., sparse=True): use sparse=False."
+            )
+    return ps
+
+
 _PROTOCOL = (
     "SR2 calls closure(backward=True) for the gradient pass, which zeroes the gradients "
     "and calls loss.backward(), and closure(backward=False) for the loss-only trial pass, "
@@ -185,7 +199,9 @@ class SR2(torch.optim.Optimizer):
         At construction, for a ``lr`` or ``sigma0`` that is not a finite number > 0, an
         unknown penalty name, or thresholds the rule rejects.
     RuntimeError
-        In ``step``, for a closure that breaks the protocol below.
+        In ``step``, for a closure that breaks the protocol below, or a sparse gradient
+        (e.g. ``nn.Embedding(..., sparse=True)``): the prox step moves every coordinate,
+        so SR2 needs dense gradients.
 
     Notes
     -----
@@ -384,7 +400,7 @@ class SR2(torch.optim.Optimizer):
         """(penalty, params) per group, for the parameters that have a gradient."""
         out = []
         for group in self.param_groups:
-            ps = [p for p in group["params"] if p.grad is not None]
+            ps = _with_grad(group["params"], type(self).__name__)
             if ps:
                 out.append((_group_penalty(group), ps))
         return out
@@ -536,8 +552,10 @@ class _PreconditionedProx(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
-            ps = [p for p in group["params"] if p.grad is not None]
+        # Every gradient is checked before any parameter moves.
+        name = type(self).__name__
+        segments = [(group, _with_grad(group["params"], name)) for group in self.param_groups]
+        for group, ps in segments:
             if not ps:
                 continue
             directions, steps = self._direction(group, ps)
@@ -559,7 +577,8 @@ class ProxGEN(_PreconditionedProx):
     l0 penalties.
 
     ``lr`` must be a finite number > 0, ``momentum`` and ``beta2`` in [0, 1) and ``eps``
-    finite and >= 0, in the defaults and in every parameter group (ValueError otherwise).
+    finite and >= 0, in the defaults and in every parameter group (ValueError otherwise);
+    gradients must be dense (RuntimeError otherwise).
     """
 
     def __init__(
@@ -596,7 +615,7 @@ class ProxSGD(_PreconditionedProx):
     preconditioner; then x+ = x + ``relaxation`` (x^ - x). With ``momentum=0``,
     ``preconditioner=False`` and ``relaxation=1`` it is plain proximal SGD, the setting of
     the SR2 paper's comparison. Only the convex l1 penalty (the method's scope).
-    Hyperparameters are checked as in :class:`ProxGEN`.
+    Hyperparameters and gradients are checked as in :class:`ProxGEN`.
     """
 
     _allowed = ("l1",)
