@@ -1,6 +1,7 @@
 """sr2learn.torch on bad input: invalid hyperparameters, closures that break SR2's
 protocol, sparse gradients, and penalty objects in a weights-only checkpoint."""
 
+import copy
 import math
 import re
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from sr2learn.penalties import L1, L0Ball
 from sr2learn.torch import SR2, ProxGEN, ProxSGD
 
 
@@ -175,3 +177,40 @@ def test_sparse_gradients_get_a_clear_error(make):
         opt.step(closure)
     after = params_of(embedding) + params_of(head)
     assert all(torch.equal(a, b) for a, b in zip(after, before, strict=True))
+
+
+# -- checkpoints --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("penalty", [L1(0.05), L0Ball(k=10)], ids=repr)
+def test_penalty_objects_survive_a_weights_only_checkpoint(problem, tmp_path, penalty):
+    model, X, y = problem
+
+    def train(model, opt):
+        for _ in range(5):
+            opt.step(closure_for(model, opt, X, y))
+
+    groups = [
+        {"params": model[0].parameters(), "penalty": penalty},
+        {"params": model[2].parameters(), "penalty": "l0", "alpha": 1e-3},
+    ]
+    opt = SR2(groups, lr=0.5, module=model)
+    train(model, opt)
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, tmp_path / "ckpt.pt")
+    assert opt.param_groups[0]["penalty"] is penalty  # saving does not touch the live groups
+    train(model, opt)
+
+    restored = copy.deepcopy(model)
+    opt2 = SR2(
+        [{"params": restored[0].parameters()}, {"params": restored[2].parameters()}],
+        lr=3.0, penalty=None, module=restored,
+    )  # fmt: skip
+    state = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    restored.load_state_dict(state["model"])
+    opt2.load_state_dict(state["opt"])
+    assert opt2.param_groups[0]["penalty"] == penalty
+    assert opt2.param_groups[1]["penalty"] == "l0"
+    train(restored, opt2)
+    for p, q in zip(restored.parameters(), model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert opt2.sigma == opt.sigma

@@ -12,6 +12,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .. import penalties
 from .._rule import SR2Rule
 from ..diagnostics import ConvergenceDiagnostics
 from ..penalties import Penalty, check_penalty
@@ -80,6 +81,27 @@ def _with_grad(params, optimizer):
                 "from nn.Embedding(..., sparse=True): use sparse=False."
             )
     return ps
+
+
+def _plain_penalty(penalty):
+    """A penalty of :mod:`sr2learn.penalties` as a dict of plain values, which
+    ``torch.load(weights_only=True)`` accepts; anything else as it is."""
+    cls = type(penalty)
+    if not isinstance(penalty, Penalty) or getattr(penalties, cls.__name__, None) is not cls:
+        return penalty  # a name, None, or a user's class (pickled as it is)
+    plain = {"class": cls.__name__, "params": dict(penalty._params())}
+    # A class whose parameters do not rebuild it stays an object.
+    return plain if _rebuilt_penalty(plain) == penalty else penalty
+
+
+def _rebuilt_penalty(value):
+    """The inverse of :func:`_plain_penalty`."""
+    if not isinstance(value, dict):
+        return value
+    cls = getattr(penalties, value["class"], None)
+    if not (isinstance(cls, type) and issubclass(cls, Penalty)):
+        raise ValueError(f"Unknown penalty class {value['class']!r} in the state dict")
+    return cls(**value["params"])
 
 
 _PROTOCOL = (
@@ -220,6 +242,10 @@ class SR2(torch.optim.Optimizer):
     a RuntimeError (checked on the gradients' version counters, at no extra pass); the
     step it aborts leaves the parameters and buffers as they were.
 
+    ``state_dict()`` stores a penalty object of :mod:`sr2learn.penalties` as a plain dict
+    (class name and parameters) and ``load_state_dict`` rebuilds it, so a checkpoint
+    loads with ``torch.load``'s default ``weights_only=True``.
+
     Under ``DistributedDataParallel`` the gradient is averaged by DDP's backward and the
     two batch losses are all-reduced here, so every rank takes the same decision and
     keeps identical parameters.
@@ -302,6 +328,22 @@ class SR2(torch.optim.Optimizer):
         if "diagnostics" not in state and not hasattr(self, "diagnostics"):
             state["diagnostics"] = ConvergenceDiagnostics(lipschitz_is_estimate=True)
         super().__setstate__(state)
+
+    def state_dict(self):
+        """torch's state dict, with the penalty objects of :mod:`sr2learn.penalties` as
+        plain dicts, so that ``torch.load`` reads it with ``weights_only=True``."""
+        state = super().state_dict()
+        for group in state["param_groups"]:  # copies of the live groups
+            group["penalty"] = _plain_penalty(group["penalty"])
+        return state
+
+    def load_state_dict(self, state_dict):
+        """torch's ``load_state_dict``, rebuilding the penalty objects."""
+        groups = [
+            {**group, "penalty": _rebuilt_penalty(group["penalty"])}
+            for group in state_dict["param_groups"]
+        ]
+        super().load_state_dict({**state_dict, "param_groups": groups})
 
     # sigma is one number for the whole model; it is kept in every group so that it
     # travels with state_dict().
