@@ -7,9 +7,12 @@ optimizer argument, so it can be grid-searched: ``optimizer__penalty`` ("l1", "l
 "l1/2", "l2/3") and ``optimizer__alpha``; it applies to the conv / linear weights of the
 module (:func:`sr2learn.torch.penalized_groups`), never to biases or normalisation
 parameters. ``lr`` is SR2's first step size (sigma0 = 1 / lr). ProxSGD and ProxGEN can be
-passed as ``optimizer=`` with the same split.
+passed as ``optimizer=`` with the same split. Floating inputs must be finite and are cast
+to the module's parameter dtype, as a scikit-learn user expects of float64 data.
 """
 
+import numpy as np
+import torch
 from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import Callback
 from skorch.dataset import unpack_data
@@ -24,6 +27,26 @@ __all__ = [
     "SparsityCallback",
     "SR2DiagnosticsCallback",
 ]
+
+
+_NUMPY_DTYPES = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
+
+
+def _finite_cast(data, name, dtype):
+    """A floating NumPy array or tensor, checked finite and cast to the torch ``dtype``
+    (None keeps its own); any other data as it is."""
+    if isinstance(data, torch.Tensor) and data.is_floating_point():
+        finite = bool(torch.isfinite(data).all())
+        cast = data if dtype is None else data.to(dtype)
+    elif isinstance(data, np.ndarray) and np.issubdtype(data.dtype, np.floating):
+        finite = bool(np.isfinite(data).all())
+        cast = data.astype(_NUMPY_DTYPES.get(dtype, data.dtype), copy=False)
+    else:
+        return data
+    if not finite:
+        # Fail before training, as scikit-learn estimators do; SR2 would reject every step.
+        raise ValueError(f"Input {name} contains NaN or infinity.")
+    return cast
 
 
 class SparsityCallback(Callback):
@@ -63,6 +86,8 @@ class SR2DiagnosticsCallback(Callback):
 
 
 class _SR2NetMixin:
+    _float_y = False  # whether y is a float target that follows X's checks and cast
+
     @property
     def _default_callbacks(self):
         return [
@@ -86,6 +111,22 @@ class _SR2NetMixin:
             opt_kwargs.setdefault("module", self.module_)
         self.optimizer_ = self.optimizer(*opt_args, **opt_kwargs)
         return self
+
+    def get_dataset(self, X, y=None):
+        """skorch's dataset, once floating X (and a regressor's y) is checked finite and
+        cast to the module's parameter dtype (integer data, e.g. token ids, is left as
+        it is)."""
+        dtype = self._parameter_dtype()
+        X = _finite_cast(X, "X", dtype)
+        if self._float_y:
+            y = _finite_cast(y, "y", dtype)
+        return super().get_dataset(X, y)
+
+    def _parameter_dtype(self):
+        """The dtype of the module's first floating parameter; None before initialize."""
+        module = getattr(self, "module_", None)
+        params = module.parameters() if isinstance(module, torch.nn.Module) else ()
+        return next((p.dtype for p in params if p.dtype.is_floating_point), None)
 
     def train_step(self, batch, **fit_params):
         """One optimizer step; for SR2 with the closure protocol of
@@ -126,18 +167,23 @@ _DOC = """
     add ``zero_fraction``, ``small_fraction``, ``sigma`` and ``acceptance_rate`` to
     ``net.history`` after each epoch. The optimizer's full per-step trace is
     ``net.optimizer_.diagnostics``.
+
+    Floating ``X`` ({y}) must be finite (ValueError otherwise, before any training
+    step) and is cast to the dtype of the module's parameters, so float64 data from
+    scikit-learn trains a float32 module.
 """
 
 
 class SR2NeuralNetClassifier(_SR2NetMixin, NeuralNetClassifier):
-    __doc__ = _DOC.format(base="NeuralNetClassifier")
+    __doc__ = _DOC.format(base="NeuralNetClassifier", y="labels ``y`` are left as they are")
 
     def __init__(self, module, *args, optimizer=SR2, lr=0.1, **kwargs):
         super().__init__(module, *args, optimizer=optimizer, lr=lr, **kwargs)
 
 
 class SR2NeuralNetRegressor(_SR2NetMixin, NeuralNetRegressor):
-    __doc__ = _DOC.format(base="NeuralNetRegressor")
+    __doc__ = _DOC.format(base="NeuralNetRegressor", y="and floating ``y``")
+    _float_y = True
 
     def __init__(self, module, *args, optimizer=SR2, lr=0.1, **kwargs):
         super().__init__(module, *args, optimizer=optimizer, lr=lr, **kwargs)

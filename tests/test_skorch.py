@@ -1,5 +1,6 @@
 """SR2 skorch nets: configuration, history callbacks, GridSearchCV, Pipeline, pickling,
-and the scikit-learn checks that skorch's own NeuralNetClassifier passes."""
+float64 and non-finite input, and the scikit-learn checks that skorch's own
+NeuralNetClassifier passes."""
 
 import pickle
 import warnings
@@ -146,3 +147,54 @@ def test_net_trains_on_cuda(digits):
     net = make_net(device="cuda", max_epochs=3).fit(X, y)
     assert next(net.module_.parameters()).is_cuda
     assert net.history[-1]["zero_fraction"] > 0 and net.score(X, y) > 0.8
+
+
+def linear_problem(dtype=np.float64):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 5)).astype(dtype)
+    y = (X @ np.array([1.0, 0, 0, -2.0, 0]) + 0.1)[:, None].astype(dtype)
+    return X, y
+
+
+def linear_net(cls=SR2NeuralNetRegressor, n_out=1, **kwargs):
+    params = dict(
+        module__in_features=5, module__out_features=n_out, max_epochs=3, lr=0.1,
+        train_split=None, verbose=0,
+    )  # fmt: skip
+    if cls is SR2NeuralNetClassifier:
+        params["criterion"] = nn.CrossEntropyLoss
+    return cls(nn.Linear, **{**params, **kwargs})
+
+
+def test_float_input_is_cast_to_the_module_dtype():
+    X, y = linear_problem(np.float64)  # what scikit-learn hands out
+    torch.manual_seed(0)
+    reg = linear_net().fit(X, y)
+    assert reg.predict(X).dtype == np.float32
+    assert reg.score(X, y) > 0.5
+    labels = (y[:, 0] > 0).astype(np.int64)
+    clf = linear_net(SR2NeuralNetClassifier, n_out=2, max_epochs=10, lr=0.5).fit(X, labels)
+    assert clf.predict_proba(X).dtype == np.float32 and clf.score(X, labels) > 0.8
+    # and up to a float64 module
+    X32, y32 = linear_problem(np.float32)
+    reg64 = linear_net(module__dtype=torch.float64).fit(X32, y32)
+    assert reg64.predict(X32).dtype == np.float64
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", ["X", "y"])
+def test_nonfinite_input_is_rejected_before_training(bad, where):
+    X, y = linear_problem(np.float32)
+    (X if where == "X" else y)[3, 0] = bad
+    reg = linear_net()
+    with pytest.raises(ValueError, match=f"Input {where} contains NaN or infinity"):
+        reg.fit(X, y)
+    assert reg.optimizer_.diagnostics.n_steps == 0
+    if where == "X":
+        clf = linear_net(SR2NeuralNetClassifier, n_out=2)
+        with pytest.raises(ValueError, match="Input X contains NaN or infinity"):
+            clf.fit(X, (y[:, 0] > 0).astype(np.int64))
+        assert clf.optimizer_.diagnostics.n_steps == 0
+        fitted = linear_net().fit(*linear_problem(np.float32))
+        with pytest.raises(ValueError, match="Input X contains NaN or infinity"):
+            fitted.predict(X)

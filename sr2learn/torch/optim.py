@@ -6,11 +6,13 @@ solver.
 """
 
 import math
+import weakref
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from .. import penalties
 from .._rule import SR2Rule
 from ..diagnostics import ConvergenceDiagnostics
 from ..penalties import Penalty, check_penalty
@@ -56,6 +58,106 @@ def _group_penalty(group):
     return check_penalty(name, group.get("alpha", 0.0))
 
 
+def _positive(name, value):
+    """``value`` as a float, or a ValueError naming the parameter."""
+    try:
+        ok = math.isfinite(value) and value > 0
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _with_grad(params, optimizer):
+    """The parameters that have a gradient; every gradient must be dense."""
+    ps = [p for p in params if p.grad is not None]
+    for p in ps:
+        if p.grad.layout != torch.strided:
+            # The prox step moves every coordinate, so a sparse gradient would save nothing.
+            raise RuntimeError(
+                f"{optimizer} needs dense gradients (as do SR2, ProxSGD and ProxGEN), but the "
+                f"parameter of shape {tuple(p.shape)} has a {p.grad.layout} gradient, e.g. "
+                "from nn.Embedding(..., sparse=True): use sparse=False."
+            )
+    return ps
+
+
+def _plain_penalty(penalty):
+    """A penalty of :mod:`sr2learn.penalties` as a dict of plain values, which
+    ``torch.load(weights_only=True)`` accepts; anything else as it is."""
+    cls = type(penalty)
+    if not isinstance(penalty, Penalty) or getattr(penalties, cls.__name__, None) is not cls:
+        return penalty  # a name, None, or a user's class (pickled as it is)
+    plain = {"class": cls.__name__, "params": dict(penalty._params())}
+    # A class whose parameters do not rebuild it stays an object.
+    return plain if _rebuilt_penalty(plain) == penalty else penalty
+
+
+def _rebuilt_penalty(value):
+    """The inverse of :func:`_plain_penalty`."""
+    if not isinstance(value, dict):
+        return value
+    cls = getattr(penalties, value["class"], None)
+    if not (isinstance(cls, type) and issubclass(cls, Penalty)):
+        raise ValueError(f"Unknown penalty class {value['class']!r} in the state dict")
+    return cls(**value["params"])
+
+
+_PROTOCOL = (
+    "SR2 calls closure(backward=True) for the gradient pass, which zeroes the gradients "
+    "and calls loss.backward(), and closure(backward=False) for the loss-only trial pass, "
+    "which must not call backward; both return the data loss as a scalar tensor (see the "
+    "SR2 docstring)."
+)
+
+
+def _grad_marks(params):
+    # A weak reference and the version counter tell whether a pass replaced or wrote a
+    # gradient, without keeping an old gradient alive.
+    return [None if p.grad is None else (weakref.ref(p.grad), p.grad._version) for p in params]
+
+
+def _same_grad(p, mark):
+    if mark is None:
+        return p.grad is None
+    return mark[0]() is p.grad and p.grad._version == mark[1]
+
+
+def _checked_loss(loss, backward):
+    if not (isinstance(loss, torch.Tensor) and loss.numel() == 1):
+        raise TypeError(
+            f"closure(backward={backward}) must return the loss as a scalar tensor, got "
+            f"{type(loss).__name__}. {_PROTOCOL}"
+        )
+    return loss
+
+
+def _gradient_pass(closure, params):
+    """closure(backward=True) with autograd on, checked to have written a gradient."""
+    marks = _grad_marks(params)
+    with torch.enable_grad():
+        loss = _checked_loss(closure(backward=True), True)
+    if all(p.grad is None or _same_grad(p, m) for p, m in zip(params, marks, strict=True)):
+        raise RuntimeError(f"closure(backward=True) produced no gradient. {_PROTOCOL}")
+    return loss
+
+
+def _trial_pass(closure, params):
+    """closure(backward=False) (under no_grad), checked to have left the gradients alone."""
+    marks = _grad_marks(params)
+    try:
+        loss = closure(backward=False)
+    except RuntimeError as err:
+        if "does not require grad" not in str(err):
+            raise
+        # What loss.backward() raises under no_grad.
+        raise RuntimeError(f"closure(backward=False) called backward. {_PROTOCOL}") from err
+    if not all(_same_grad(p, m) for p, m in zip(params, marks, strict=True)):
+        raise RuntimeError(f"closure(backward=False) changed the gradients. {_PROTOCOL}")
+    return _checked_loss(loss, False)
+
+
 def _flat(tensors):
     return torch.cat([t.reshape(-1) for t in tensors]) if tensors else None
 
@@ -94,12 +196,14 @@ class SR2(torch.optim.Optimizer):
         :func:`penalized_groups` builds the usual split (conv/linear weights penalised,
         biases and normalisation parameters not).
     lr : float, default=None
-        The initial step size: ``sigma0 = 1 / lr`` when ``sigma0`` is not given. SR2
-        adapts sigma from then on; lr is not used again. (skorch always passes ``lr``.)
-        In networks sigma rarely shrinks (rho >= eta2 is rare on a minibatch), so this
-        first step size matters: it plays the role of SGD's learning rate.
+        The initial step size, a finite number > 0: ``sigma0 = 1 / lr`` when ``sigma0``
+        is not given. SR2 adapts sigma from then on; lr is not used again. (skorch always
+        passes ``lr``.) In networks sigma rarely shrinks (rho >= eta2 is rare on a
+        minibatch), so this first step size matters: it plays the role of SGD's learning
+        rate.
     sigma0 : float, default=None
-        Initial sigma; wins over ``lr``. Default 1 / lr, or 10 when neither is given.
+        Initial sigma, a finite number > 0; wins over ``lr``. Default 1 / lr, or 10 when
+        neither is given.
     penalty, alpha : default "l1", 0.0
         Defaults for groups that do not set them.
     eta1, eta2, gamma1, gamma3 : float
@@ -110,6 +214,16 @@ class SR2(torch.optim.Optimizer):
         The model. When given, its buffers (e.g. BatchNorm running statistics) are
         restored on a rejected step, and the trial pass never moves them; without it
         buffers are left to the forward passes.
+
+    Raises
+    ------
+    ValueError
+        At construction, for a ``lr`` or ``sigma0`` that is not a finite number > 0, an
+        unknown penalty name, or thresholds the rule rejects.
+    RuntimeError
+        In ``step``, for a closure that breaks the protocol below, or a sparse gradient
+        (e.g. ``nn.Embedding(..., sparse=True)``): the prox step moves every coordinate,
+        so SR2 needs dense gradients.
 
     Notes
     -----
@@ -123,7 +237,14 @@ class SR2(torch.optim.Optimizer):
     same parameters; a rejected step restores the parameters, the module's buffers and
     leaves no other trace; sigma is stored in the param groups, so ``state_dict()`` /
     ``load_state_dict()`` resume the same trajectory. There is one host synchronisation
-    per step (the scalars of the acceptance test).
+    per step (the scalars of the acceptance test). A closure that never writes a gradient
+    in the first pass, or calls backward or changes the gradients in the trial pass, gets
+    a RuntimeError (checked on the gradients' version counters, at no extra pass); the
+    step it aborts leaves the parameters and buffers as they were.
+
+    ``state_dict()`` stores a penalty object of :mod:`sr2learn.penalties` as a plain dict
+    (class name and parameters) and ``load_state_dict`` rebuilds it, so a checkpoint
+    loads with ``torch.load``'s default ``weights_only=True``.
 
     Under ``DistributedDataParallel`` the gradient is averaged by DDP's backward and the
     two batch losses are all-reduced here, so every rank takes the same decision and
@@ -166,10 +287,11 @@ class SR2(torch.optim.Optimizer):
         sigma_max=None,
         module=None,
     ):
-        if sigma0 is None:
-            sigma0 = 1.0 / lr if lr is not None else 10.0
-        if not (math.isfinite(sigma0) and sigma0 > 0):
-            raise ValueError(f"sigma0 (or 1/lr) must be a positive number, got {sigma0!r}")
+        lr = None if lr is None else _positive("lr", lr)
+        if sigma0 is not None:
+            sigma0 = _positive("sigma0", sigma0)
+        else:
+            sigma0 = _positive("1 / lr", 1.0 / lr) if lr is not None else 10.0
         defaults = {
             "lr": 1.0 / sigma0,
             "penalty": penalty,
@@ -187,6 +309,7 @@ class SR2(torch.optim.Optimizer):
         for group in self.param_groups:
             if group["penalty"] is not None and not isinstance(group["penalty"], Penalty):
                 check_penalty(group["penalty"], group["alpha"])  # fail early on bad names
+        self._rule()  # and on bad thresholds
         self.module = module
         self.diagnostics = ConvergenceDiagnostics(lipschitz_is_estimate=True)
 
@@ -205,6 +328,22 @@ class SR2(torch.optim.Optimizer):
         if "diagnostics" not in state and not hasattr(self, "diagnostics"):
             state["diagnostics"] = ConvergenceDiagnostics(lipschitz_is_estimate=True)
         super().__setstate__(state)
+
+    def state_dict(self):
+        """torch's state dict, with the penalty objects of :mod:`sr2learn.penalties` as
+        plain dicts, so that ``torch.load`` reads it with ``weights_only=True``."""
+        state = super().state_dict()
+        for group in state["param_groups"]:  # copies of the live groups
+            group["penalty"] = _plain_penalty(group["penalty"])
+        return state
+
+    def load_state_dict(self, state_dict):
+        """torch's ``load_state_dict``, rebuilding the penalty objects."""
+        groups = [
+            {**group, "penalty": _rebuilt_penalty(group["penalty"])}
+            for group in state_dict["param_groups"]
+        ]
+        super().load_state_dict({**state_dict, "param_groups": groups})
 
     # sigma is one number for the whole model; it is kept in every group so that it
     # travels with state_dict().
@@ -231,8 +370,7 @@ class SR2(torch.optim.Optimizer):
         buffers = self._buffers()
         buffers_before = [b.clone() for b in buffers]
         rng_before = _RNGSnapshot(devices)
-        with torch.enable_grad():
-            loss = closure(backward=True)
+        loss = _gradient_pass(closure, params)
         rng_after = _RNGSnapshot(devices)
         buffers_after = [b.clone() for b in buffers]
 
@@ -257,12 +395,17 @@ class SR2(torch.optim.Optimizer):
             saved.append((ps, w))
             _copy_flat_into(ps, trial)
         rng_before.restore()
-        trial_loss = closure(backward=False)
+        try:
+            trial_loss = _trial_pass(closure, params)
+        except BaseException:
+            self._restore(saved, buffers, buffers_before)  # an aborted step leaves no trace
+            raise
         rng_after.restore()
         for b, b_after in zip(buffers, buffers_after, strict=True):
             b.copy_(b_after)  # the trial pass leaves no trace in the running statistics
 
-        losses = torch.stack([loss.detach(), trial_loss.detach()]).to(torch.float64)
+        losses = torch.stack([loss.detach().reshape(()), trial_loss.detach().reshape(())])
+        losses = losses.to(torch.float64)
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(losses)
             losses /= dist.get_world_size()
@@ -276,10 +419,7 @@ class SR2(torch.optim.Optimizer):
         rho = rule.ratio(actual, xi, max(1.0, abs(f_w + r_w)), eps)
         accepted, new_sigma, clamped = rule.update(rho, sigma)
         if not accepted:
-            for ps, w in saved:
-                _copy_flat_into(ps, w)
-            for b, b0 in zip(buffers, buffers_before, strict=True):
-                b.copy_(b0)
+            self._restore(saved, buffers, buffers_before)
         for group in self.param_groups:
             group["sigma"] = new_sigma
             group["lr"] = 1.0 / new_sigma
@@ -291,11 +431,18 @@ class SR2(torch.optim.Optimizer):
         )
         return loss
 
+    @staticmethod
+    def _restore(saved, buffers, values):
+        for ps, w in saved:
+            _copy_flat_into(ps, w)
+        for b, value in zip(buffers, values, strict=True):
+            b.copy_(value)
+
     def _segments(self):
         """(penalty, params) per group, for the parameters that have a gradient."""
         out = []
         for group in self.param_groups:
-            ps = [p for p in group["params"] if p.grad is not None]
+            ps = _with_grad(group["params"], type(self).__name__)
             if ps:
                 out.append((_group_penalty(group), ps))
         return out
@@ -322,8 +469,7 @@ class SR2(torch.optim.Optimizer):
         saved_buffers = [b.clone() for b in buffers]
         grads, losses = [], []
         for closure in closures:
-            with torch.enable_grad():
-                losses.append(float(closure(backward=True)))
+            losses.append(float(_gradient_pass(closure, params)))
             grads.append(
                 [torch.cat([p.grad.reshape(-1) for p in ps]) for _, ps in self._segments()]
             )
@@ -355,8 +501,7 @@ class SR2(torch.optim.Optimizer):
         # Gradient of the first minibatch at w + s, for the secant L and dist_trial.
         for (_, ps), trial in zip(segments, trial_flats, strict=True):
             _copy_flat_into(ps, trial)
-        with torch.enable_grad():
-            closures[0](backward=True)
+        _gradient_pass(closures[0], params)
         diff_sq = trial_dist_sq = 0.0
         for (penalty, ps), g0, trial in zip(segments, grads[0], trial_flats, strict=True):
             g_trial = torch.cat([p.grad.reshape(-1) for p in ps])
@@ -409,8 +554,6 @@ class _PreconditionedProx(torch.optim.Optimizer):
     _allowed = ("l1", "l0")
 
     def __init__(self, params, lr, momentum, preconditioner, beta2, eps, penalty, alpha):
-        if lr is None or not lr > 0:
-            raise ValueError(f"lr must be a positive number, got {lr!r}")
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -421,12 +564,25 @@ class _PreconditionedProx(torch.optim.Optimizer):
             "alpha": alpha,
         }
         super().__init__(params, defaults)
-        for group in self.param_groups:
-            if group["penalty"] is not None and group["penalty"] not in self._allowed:
-                raise ValueError(
-                    f"{type(self).__name__} supports penalty in {self._allowed}, "
-                    f"got {group['penalty']!r}"
-                )
+
+    def add_param_group(self, param_group):
+        """torch's ``add_param_group`` (also used by the constructor), after checking the
+        group's hyperparameters with the defaults filled in."""
+        self._check_group({**self.defaults, **param_group})
+        super().add_param_group(param_group)
+
+    def _check_group(self, group):
+        _positive("lr", group["lr"])
+        for name in ("momentum", "beta2"):
+            if not 0 <= group[name] < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {group[name]!r}")
+        if not 0 <= group["eps"] < math.inf:
+            raise ValueError(f"eps must be a finite number >= 0, got {group['eps']!r}")
+        if group["penalty"] is not None and group["penalty"] not in self._allowed:
+            raise ValueError(
+                f"{type(self).__name__} supports penalty in {self._allowed}, "
+                f"got {group['penalty']!r}"
+            )
 
     def _direction(self, group, ps):
         """The (momentum) direction and the per-coordinate step for each parameter."""
@@ -438,8 +594,10 @@ class _PreconditionedProx(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
-            ps = [p for p in group["params"] if p.grad is not None]
+        # Every gradient is checked before any parameter moves.
+        name = type(self).__name__
+        segments = [(group, _with_grad(group["params"], name)) for group in self.param_groups]
+        for group, ps in segments:
             if not ps:
                 continue
             directions, steps = self._direction(group, ps)
@@ -459,6 +617,10 @@ class ProxGEN(_PreconditionedProx):
     the metric of C uses the per-coordinate step lr / C. With ``momentum=0`` and
     ``preconditioner=False`` it is the proximal SGD of the SR2 paper's comparison. l1 and
     l0 penalties.
+
+    ``lr`` must be a finite number > 0, ``momentum`` and ``beta2`` in [0, 1) and ``eps``
+    finite and >= 0, in the defaults and in every parameter group (ValueError otherwise);
+    gradients must be dense (RuntimeError otherwise).
     """
 
     def __init__(
@@ -495,6 +657,7 @@ class ProxSGD(_PreconditionedProx):
     preconditioner; then x+ = x + ``relaxation`` (x^ - x). With ``momentum=0``,
     ``preconditioner=False`` and ``relaxation=1`` it is plain proximal SGD, the setting of
     the SR2 paper's comparison. Only the convex l1 penalty (the method's scope).
+    Hyperparameters and gradients are checked as in :class:`ProxGEN`.
     """
 
     _allowed = ("l1",)
