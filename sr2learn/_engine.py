@@ -42,8 +42,11 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from ._cache import drop_stale_kernels
 from ._compiled import JIT, bregman, loss_derivative, prox_entries, value_entries
 from ._rule import model_decrease, sr2_ratio, sr2_update
+
+drop_stale_kernels()
 
 __all__ = [
     "EngineData", "RuleParams", "EpochState", "Reference", "EpochPlan", "TRACE_COLUMNS",
@@ -266,7 +269,7 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
                     zs[k] += x * S[j, k]
             div += data.sw[i] * bregman(fit, Z[r], zs, data.Y[i], Dl[r], losses[r])
         objective = f_batch + R_w
-        rho = _ratio(xi - div / m, xi, abs(R_w) + abs(g_dot_s), rule.eps)
+        rho = _ratio(xi - div / m, xi, abs(r_drop) + abs(g_dot_s), rule.eps)
         accepted, new_sigma, clamped = _update(
             rho, sigma, rule.eta1, rule.eta2, rule.gamma1, rule.gamma3,
             rule.sigma_min, rule.sigma_max,

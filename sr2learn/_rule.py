@@ -21,7 +21,9 @@ def sr2_ratio(actual, predicted, scale, eps):
     is used), ``predicted`` is xi = psi(0) - psi(s), ``eps`` the machine epsilon, and
     ``scale`` the size of the numbers whose rounding enters ``actual`` and ``predicted``:
     |F_B(w)| when the decrease is a difference of two objective values (the torch side),
-    |R(w)| + |g's| when it is computed without that cancellation (the linear models). The
+    |R(w) - R(w + s)| + |g's| when it is xi minus a Bregman term computed without
+    cancellation (the linear models: there a guard at |F_B| would call every step below
+    eps |F_B| a success, and the iterates wander at that level). The
     guard 10 * eps * scale is added to both. Returns NaN (a rejection) when xi <= 0 or
     either decrease is not finite, except for a null step (xi = 0 and no actual change:
     the prox kept w), which gets 1: rejecting it would only grow sigma and make the next

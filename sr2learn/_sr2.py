@@ -18,7 +18,13 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, eigsh
 
 from ._engine import (
-    EngineData, EpochPlan, EpochState, Reference, RuleParams, gradient_into, predict_into,
+    EngineData,
+    EpochPlan,
+    EpochState,
+    Reference,
+    RuleParams,
+    gradient_into,
+    predict_into,
     sr2_epoch,
 )  # fmt: skip
 from ._rule import SR2Rule
@@ -32,11 +38,15 @@ NORM_TEST_THETA = 0.9
 
 
 def column_metric(X, sample_weight):
-    """d_j^2: the weighted mean square of the nonzero entries of column j (1 for an empty
-    column). The step's metric diag(d^2) measures each coordinate in the units of its
-    column's typical entry, not its frequency: X -> X diag(c) leaves the iterates
-    d_j w_j unchanged, and one-hot or TF-IDF columns (entries of size one, present in few
-    rows) keep the steps of the unscaled method."""
+    """The step's diagonal metric: (d_j^2 per feature, the intercept's).
+
+    d_j^2 is the weighted mean square of the nonzero entries of column j (1 for an empty
+    column): each coordinate is measured in the units of its column's typical entry, not
+    its frequency, so X -> X diag(c) leaves the iterates d_j w_j unchanged, and one-hot or
+    TF-IDF columns (entries of size one, present in few rows) keep the steps of the
+    unscaled method. The intercept's column of ones then weighs as much as the densest
+    feature: its metric is 1 / (largest weighted fraction of nonzeros in a column), which
+    keeps it from dominating L on sparse data."""
     p = X.shape[1]
     if sp.issparse(X):
         X = X.tocsr()
@@ -52,7 +62,9 @@ def column_metric(X, sample_weight):
     metric = np.ones(p)
     good = (mass > 0) & (sq > 0) & np.isfinite(sq)
     metric[good] = sq[good] / mass[good]
-    return metric
+    total = float(np.sum(sample_weight))
+    densest = float(np.max(mass[good], initial=0.0)) / total if total > 0 else 0.0
+    return metric, (1.0 / densest if densest > 0 else 1.0)
 
 
 class LinearProblem:
@@ -65,9 +77,9 @@ class LinearProblem:
     sample_weight : ndarray of shape (n,), normalised to mean 1
     datafit : a datafit of :mod:`sr2learn.datafits`
     fit_intercept : bool
-    metric : ndarray of shape (p,) or None
-        The step's diagonal metric on the coefficients (:func:`column_metric` when None);
-        the intercept's is 1.
+    metric : (ndarray of shape (p,), float) or None
+        The step's diagonal metric on the coefficients and on the intercept
+        (:func:`column_metric` when None).
     """
 
     def __init__(self, X, Y, sample_weight, datafit, fit_intercept, metric=None):
@@ -79,8 +91,10 @@ class LinearProblem:
         self.n, self.p = X.shape
         self.K = self.Y.shape[1]
         self.dtype = X.dtype
-        self.metric = column_metric(self.X, self.sw) if metric is None else metric
-        self.inv_metric = 1.0 / np.r_[self.metric, [1.0] * self.fit_intercept]
+        if metric is None:
+            metric = column_metric(self.X, self.sw)
+        self.metric, self.intercept_metric = metric
+        self.inv_metric = 1.0 / np.r_[self.metric, [self.intercept_metric] * self.fit_intercept]
         self._lipschitz = None
         self._row_norms_sq = None
         self._data = None
@@ -138,7 +152,7 @@ class LinearProblem:
         """
         order = rng.permutation(self.n)
         other = LinearProblem(self.X[order], self.Y[order], self.sw[order], self.datafit,
-                              self.fit_intercept, self.metric)  # fmt: skip
+                              self.fit_intercept, (self.metric, self.intercept_metric))  # fmt: skip
         other.order = order
         other._lipschitz = self._lipschitz
         other.null_scale = self.null_scale
@@ -149,16 +163,17 @@ class LinearProblem:
     def restricted(self, columns):
         """The problem on a subset of the columns (for working sets); its L is bounded by
         the full problem's, which it reuses."""
+        metric = (self.metric[columns], self.intercept_metric)
         sub = LinearProblem(self.X[:, columns], self.Y, self.sw, self.datafit,
-                            self.fit_intercept, self.metric[columns])  # fmt: skip
+                            self.fit_intercept, metric)  # fmt: skip
         sub._lipschitz = self.lipschitz()
         sub.null_scale = self.null_scale
         return sub
 
     @property
     def row_norms_sq(self):
-        """||x~_i||^2 per sample in the metric's dual norm (sum_j x_ij^2 / d_j^2, plus 1 for
-        the intercept), cached."""
+        """||x~_i||^2 per sample in the metric's dual norm (sum_j x_ij^2 / d_j^2, plus the
+        intercept's inverse metric), cached."""
         if self._row_norms_sq is None:
             inv = self.inv_metric[: self.p]
             if sp.issparse(self.X):
@@ -167,7 +182,7 @@ class LinearProblem:
                 sq = np.add.reduceat(np.r_[sq, 0.0], X.indptr[:-1]) * (np.diff(X.indptr) > 0)
             else:
                 sq = np.einsum("ij,ij,j->i", self.X, self.X, inv, dtype=np.float64)
-            self._row_norms_sq = sq + float(self.fit_intercept)
+            self._row_norms_sq = sq + (self.inv_metric[-1] if self.fit_intercept else 0.0)
         return self._row_norms_sq
 
     def lipschitz(self):
@@ -208,13 +223,13 @@ def _largest_eig_gram(problem):
             gram = A @ A.T
             gram = gram.toarray() if sp.issparse(gram) else np.asarray(gram, dtype=np.float64)
             if problem.fit_intercept:
-                gram = gram + np.outer(root, root)
+                gram = gram + scale[-1] ** 2 * np.outer(root, root)
         else:
             gram = A.T @ A
             gram = gram.toarray() if sp.issparse(gram) else np.asarray(gram, dtype=np.float64)
             if problem.fit_intercept:
-                col = np.asarray(A.T @ root, dtype=np.float64).ravel()
-                corner = np.array([[float(sw.sum())]])
+                col = np.asarray(A.T @ root, dtype=np.float64).ravel() * scale[-1]
+                corner = np.array([[float(sw.sum()) * scale[-1] ** 2]])
                 gram = np.block([[gram, col[:, None]], [col[None, :], corner]])
         return float(np.linalg.eigvalsh(gram)[-1])
 
@@ -325,8 +340,10 @@ def _stationarity_measure(problem, penalty, W, R_w, G):
 
 
 def _null_scale(problem, penalty):
-    """The nonconvex criterion's scale: the stationarity measure of the intercept-only
-    model (w = 0), a number fixed by the problem, not by the start of the fit."""
+    """The nonconvex criterion's scale: the size of the gradient of the intercept-only
+    model (w = 0) in the metric's dual norm, a number fixed by the problem, not by the
+    start of the fit (its stationarity measure would not do: w = 0 is often a stationary
+    point of a nonconvex penalty, with a measure of zero)."""
     if problem.null_scale is None:
         W0 = np.zeros((problem.n_rows, problem.K))
         Z = np.zeros((problem.n, problem.K))
@@ -335,7 +352,7 @@ def _null_scale(problem, penalty):
             Z += W0[-1]
         E = problem.datafit.derivative(Z, problem.Y) * problem.sw[:, None]
         G = problem.gradient(E)
-        problem.null_scale = _stationarity_measure(problem, penalty, W0, 0.0, G)
+        problem.null_scale = math.sqrt(_dual_sq(problem, G))
     return problem.null_scale
 
 
@@ -467,7 +484,10 @@ def svrg_sigma_floor(problem, b):
     and the iterates drift away. :func:`solve` then undoes the epoch (F rose over it) and
     raises the floor. A floor at that limit from the start (about L_max / b) made
     well-conditioned fits several times slower and held nonconvex penalties at zero.
+    With the full batch (deterministic R2) there is no floor.
     """
+    if b >= problem.n:
+        return 0.0  # full batch: the ratio sees the whole objective, no floor is needed
     return problem.lipschitz() / (2.0 * max(1, b))
 
 
@@ -587,7 +607,7 @@ def solve(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction,
                 # An unstable SVRG epoch (steps too long for the estimator's drift, which
                 # the batch ratio cannot see): back to where it started, longer sigma floor.
                 W, ck = prev.W.copy(), prev
-                rule = with_floor(rule, _RESTART_FACTOR * max(rule.sigma_min, sigma))
+                rule = with_floor(rule, _RESTART_FACTOR * rule.sigma_min)
                 sigma = rule.sigma_min
                 diagnostics.n_restarts += 1
                 if full:
@@ -606,8 +626,8 @@ def solve(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction,
             ck = prev = _checkpoint(work, penalty, W, sigma, b, ref, s, diag_rng, False)
             W, ref = ck.W, Reference(True, ck.D, ck.G)
         R_w = penalty.value(W[: problem.p])
-        W, R_w, sigma, trace, clamps, failed, tested = _epoch(work, penalty, W.copy(), R_w,
-                                                              sigma, b, ref, rng, s, rule)  # fmt: skip
+        W, R_w, sigma, trace, clamps, failed, tested = _epoch(
+            work, penalty, W.copy(), R_w, sigma, b, ref, rng, s, rule)  # fmt: skip
         ck = None
         log.add(trace)
         diagnostics.n_sigma_clamps += clamps
@@ -649,7 +669,7 @@ _RESTART_FACTOR = 4.0
 
 def _went_up(new, old):
     """F rose over an epoch by more than rounding (or became non-finite)."""
-    return not new <= old + 1e-12 * abs(old)
+    return not new <= old + 1e-6 * abs(old)
 
 
 def _checkpoint(problem, penalty, W, sigma, b, ref, s, rng, full):

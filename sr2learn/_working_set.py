@@ -76,6 +76,7 @@ def solve_working_set(problem, penalty, state, rule, *, max_epochs, tol, varianc
     log = _StepLog(sigma)
     diag_rng = np.random.default_rng(rng.integers(2**32))
     converged = False
+    last_criterion = None
     while True:
         settings = _Settings(0, tol, variance_reduction, variance_estimate=variance_estimate,
                              scale=scale, verbose=verbose)  # fmt: skip
@@ -85,7 +86,12 @@ def solve_working_set(problem, penalty, state, rule, *, max_epochs, tol, varianc
         converged = tol is not None and ck.criterion <= tol
         if converged or epochs - state.n_epochs >= max_epochs:
             break
-        size = max(size, 2 * int(np.count_nonzero(np.any(W[:p] != 0, axis=1))))
+        # Twice the support (at least INITIAL_SIZE); doubled only when the last inner
+        # solve did not gain a decade on the full problem (features it lacked mattered).
+        support = int(np.count_nonzero(np.any(W[:p] != 0, axis=1)))
+        stalled = last_criterion is not None and ck.criterion > 0.1 * last_criterion
+        size = max(INITIAL_SIZE, 2 * support, 2 * size if stalled else 0)
+        last_criterion = ck.criterion
         ws = _working_set(problem, penalty, W, ck.G, size)
         sub = problem.restricted(ws)
         rows = np.r_[ws, np.arange(p, problem.n_rows)]
@@ -95,6 +101,7 @@ def solve_working_set(problem, penalty, state, rule, *, max_epochs, tol, varianc
         inner_tol = None if tol is None else max(tol, 0.1 * ck.criterion)
         reference = (ck.D, ck.G[rows]) if variance_reduction == "svrg" else None
         inner = ConvergenceDiagnostics()
+        sub_start = epochs
         new = solve(sub, penalty, SolverState(W[rows], sigma, b, steps, epochs), rule,
                     max_epochs=max_epochs - (epochs - state.n_epochs), tol=inner_tol,
                     variance_reduction=variance_reduction, rng=rng, diagnostics=inner,
@@ -105,8 +112,8 @@ def solve_working_set(problem, penalty, state, rule, *, max_epochs, tol, varianc
         W[rows] = new.W
         sigma, b, steps, epochs = new.sigma, new.batch_size, new.n_steps, new.n_epochs
         if verbose:
-            print(f"[SR2 working set] {ws.size} features, criterion {ck.criterion:.3e}")
-        size *= 2
+            print(f"[SR2 working set] {ws.size} features, criterion {ck.criterion:.3e}, "
+                  f"{new.n_epochs - sub_start} epochs")  # fmt: skip
     diagnostics.converged = converged
     return SolverState(W, sigma, b, steps, epochs, grad=ck.G)
 

@@ -7,6 +7,7 @@ import numbers
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone, is_classifier
 from sklearn.exceptions import ConvergenceWarning
@@ -150,11 +151,13 @@ def _scorer_with_labels(scorer, classes):
 def _flat_path_top(X, y, sample_weight, classifier):
     """Top of the grid when alpha_max is 0 (no coefficient leaves zero at any alpha, e.g.
     a constant target): the scale of the gradient at zero coefficients and intercept,
-    (largest rms column of X) * (rms of y, or 1 for classes)."""
+    (largest root-mean-square column of X) * (rms of y, or 1 for classes)."""
     n = X.shape[0]
     sw = np.ones(n) if sample_weight is None else sample_weight * (n / sample_weight.sum())
     scale = 1.0 if classifier else math.sqrt(float(np.dot(sw, np.square(y))) / n)
-    return _intercept_scale(X, sw) * scale if scale > 0 else 1.0
+    sq = X.multiply(X).T @ sw if sp.issparse(X) else np.einsum("ij,ij,i->j", X, X, sw)
+    top = math.sqrt(float(np.max(sq, initial=0.0)) / n)
+    return (top if top > 0 else 1.0) * scale if scale > 0 else 1.0
 
 
 _CV_DOC = """

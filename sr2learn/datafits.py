@@ -80,14 +80,16 @@ class Datafit:
                 break  # no finite minimiser (a class absent from the data): stop moving
             H = self._intercept_hessian(Z + delta, D + Y, sw)
             step = -np.linalg.lstsq(H, grad, rcond=None)[0]
+            if not np.max(np.abs(step)) > 1e-15 * (1.0 + np.max(np.abs(delta))):
+                break  # at rounding level
             t = 1.0
-            while t > 1e-10:
+            for _ in range(20):
                 trial = float(sw @ self.loss(Z + delta + t * step, Y))
                 if trial <= value + 1e-4 * t * float(grad @ step):
                     break
                 t *= 0.5
             else:
-                break
+                break  # no decrease left to find
             delta, value = delta + t * step, trial
         return delta
 
@@ -171,9 +173,11 @@ class Logistic(Datafit):
             if abs(dd) < _TAYLOR_BELOW:
                 q = p * (1.0 - p)
                 return dd * dd * (q / 2 + dd * (q * (1 - 2 * p) / 6 + dd * q * (1 - 6 * q) / 24))
-            zn = z[0] + dd
+            zn, zz = z[0] + dd, z[0]
+            # softplus(z) afresh, not as l + y z (which cancels when the margin is large)
             softplus_new = max(zn, 0.0) + math.log1p(math.exp(-abs(zn)))
-            return softplus_new - (loss + y[0] * z[0]) - p * dd  # softplus(z) = l + y z
+            softplus_old = max(zz, 0.0) + math.log1p(math.exp(-abs(zz)))
+            return softplus_new - softplus_old - p * dd
 
     def loss(self, Z, Y):
         # log(1 + exp(-m)) = -log(sigmoid(m)), computed without overflow.
@@ -247,15 +251,17 @@ class Multinomial(Datafit):
                     m3 += pc2 * c
                     m4 += pc2 * c * c
                 return m2 / 2 + m3 / 6 + (m4 - 3 * m2 * m2) / 24
+            # Both logsumexps afresh (l + z.y would cancel for a confident prediction).
             top = z[0] + dz[0]
+            top_old = z[0]
             for k in range(1, K):
                 top = max(top, z[k] + dz[k])
-            total = 0.0
-            lse_old = loss
+                top_old = max(top_old, z[k])
+            total = total_old = 0.0
             for k in range(K):
                 total += math.exp(z[k] + dz[k] - top)
-                lse_old += z[k] * y[k]
-            return top + math.log(total) - lse_old - mean
+                total_old += math.exp(z[k] - top_old)
+            return (top - top_old) + math.log(total / total_old) - mean
 
     def loss(self, Z, Y):
         return logsumexp(Z, axis=1) - np.einsum("ij,ij->i", Z, Y)

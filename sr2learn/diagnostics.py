@@ -66,21 +66,26 @@ class ConvergenceDiagnostics:
         ``bound_expected`` uses the mean squared step since the last checkpoint and the
         variance V, as in the theorem.
     converged : bool
-        True when the stationarity ``measure`` met the tolerance.
+        True when the scale-free ``criterion`` met the tolerance.
     tol : float or None
-        The tolerance the measure was compared to (already scaled, see ``tol_scale``).
+        The tolerance the scale-free ``criterion`` was compared to.
+    column_scale : ndarray or None
+        For linear models, d_j of the solver's metric: the Theorem 4 quantities are in the
+        coordinates d_j * w_j (``dist`` and ``objective`` are in the user's).
+    n_restarts : int
+        SVRG epochs undone because the objective rose over them (linear models).
     lipschitz_is_estimate : bool
         False for linear models (an exact bound from the data), True for networks.
     """
 
     def __init__(self, *, tol=None, variance_reduction=None, lipschitz_is_estimate=False):
         self.tol = tol
-        self.tol_scale = 1.0
         self.variance_reduction = variance_reduction
         self.lipschitz_is_estimate = lipschitz_is_estimate
         self.converged = False
         self.n_sigma_clamps = 0
         self.n_restarts = 0  # SVRG epochs undone because F(w) rose (linear models)
+        self.column_scale = None  # d_j of the solver's metric (linear models)
         self._steps = []
         self._checkpoints = []
 
@@ -215,18 +220,21 @@ class ConvergenceDiagnostics:
             f"SR2 {status} after {int(last['epoch'])} epochs, {int(last['iteration'])} steps "
             f"(acceptance rate {self.acceptance_rate:.2f}).",
         ]
-        if self.tol is not None:
-            cmp = "<=" if last["measure"] <= self.tol else ">"
-            lines.append(
-                f"  stationarity measure sqrt(sigma*xi) = {last['measure']:.3e} {cmp} tol = "
-                f"{self.tol:.3e}"
-            )
-        else:
-            lines.append(f"  stationarity measure sqrt(sigma*xi) = {last['measure']:.3e}")
+        if math.isfinite(last["criterion"]):
+            cmp = "" if self.tol is None else (
+                f" {'<=' if last['criterion'] <= self.tol else '>'} tol = {self.tol:.3e}")
+            lines.append(f"  {self.criterion_name} = {last['criterion']:.3e}{cmp}")
+        lines.append(f"  stationarity measure sqrt(L*xi) = {last['measure']:.3e}")
         lines.append(
-            f"  measured dist(0, dF(w)) = {last['dist']:.3e}; objective F(w) = "
-            f"{last['objective']:.6e}; nonzeros = {int(last['nnz'])}"
+            f"  measured dist(0, dF(w)) = {last['dist']:.3e} (at coef_, intercept_); objective "
+            f"F(w) = {last['objective']:.6e}; nonzeros = {int(last['nnz'])}"
         )
+        if self.column_scale is not None:
+            scale = np.asarray(self.column_scale)
+            lines.append(
+                "  Theorem 4 terms below are in the solver's metric: coordinates d_j * w_j, "
+                f"d_j in [{scale.min():.3e}, {scale.max():.3e}] (diagnostics_.column_scale)"
+            )
         label = "estimated" if self.lipschitz_is_estimate else "exact bound"
         lines.append(
             f"  Theorem 4 for one step s drawn at w: dist(0, dF(w+s))^2 = "
@@ -252,6 +260,11 @@ class ConvergenceDiagnostics:
         if self.n_sigma_clamps:
             lines.append(
                 f"  sigma was held at sigma_min or sigma_max {self.n_sigma_clamps} times."
+            )
+        if self.n_restarts:
+            lines.append(
+                f"  {self.n_restarts} SVRG epoch(s) raised F(w) and were undone, with a higher "
+                "sigma floor."
             )
         return "\n".join(lines)
 
@@ -288,7 +301,7 @@ class ConvergenceDiagnostics:
         ax[1].set(title="rho and acceptance", xlabel="step")
         ax[1].legend(fontsize=8)
 
-        ax[2].semilogy(c["iteration"], c["measure"], "o-", ms=3, label="sqrt(sigma xi)")
+        ax[2].semilogy(c["iteration"], c["criterion"], "o-", ms=3, label="criterion")
         ax[2].semilogy(c["iteration"], c["dist"], "s-", ms=3, label="dist(0, dF(w))")
         if self.tol is not None:
             ax[2].axhline(self.tol, color="k", ls="--", lw=1, label="tol")

@@ -30,6 +30,8 @@ __all__ = ["SR2Classifier", "SR2Regressor"]
 # (see auto_batch_size).
 _BATCH_ENTRIES = 256
 _BATCH_ROWS = (32, 256)
+# Up to this many samples the whole data set is one batch (deterministic R2 steps).
+_FULL_BATCH_UP_TO = 256
 # Relative range of sigma around sigma0 when sigma_min / sigma_max are not given.
 _SIGMA_RANGE = 1e10
 # sigma0 in this range keeps the first step 1/sigma0 and the default clamp
@@ -38,16 +40,21 @@ _SIGMA_RANGE = 1e10
 _SIGMA0_BOUNDS = (1e-300, 1e140)
 
 
-def auto_batch_size(n_samples, nnz_per_row):
+def auto_batch_size(n_samples, nnz_per_row, full_batch=True):
     """The ``batch_size="auto"`` rule.
 
-    A step's fixed cost in the compiled engine is about a microsecond, so batches are
-    small: 32 rows, or enough rows to hold 256 stored entries
+    Up to 256 samples (``full_batch``, not for partial_fit's chunks), the whole data set:
+    each epoch is one deterministic R2 step with the
+    exact gradient (a minibatch of a few rows is a poor estimate of the curvature, and a
+    pass costs little). Otherwise a step's fixed cost in the compiled engine is about a
+    microsecond, so batches are small: 32 rows, or enough rows to hold 256 stored entries
     when rows are very sparse (at most 256 rows), and at most n/16. Small batches make more
     adaptive steps per pass over the data: measured (benchmarks/bench_sparse_highdim.py) on
     Adult and on a text-like 20,000 x 50,000 problem, 32 rows reached 1e-3 suboptimality in
     2-4 epochs against 8-16 with 128-1024 rows, at about the same cost per epoch.
     """
+    if full_batch and n_samples <= _FULL_BATCH_UP_TO:
+        return int(max(1, n_samples))
     by_steps = int(math.ceil(n_samples / 16))
     low, high = _BATCH_ROWS
     per_row = max(1, int(math.ceil(nnz_per_row)))
@@ -80,30 +87,36 @@ _COMMON_DOC = """
         solution and usually ends with a ConvergenceWarning.
     max_iter : int, default=1000
         Maximum number of epochs.
-    tol : float, default=1e-6
-        Stop when the stationarity measure ``sqrt(sigma * xi)`` of a full-gradient SR2
-        step (a gradient-scale number: the norm of the proximal-gradient mapping, zero
-        exactly at a stationary point) is at most ``tol * max(1, ||grad f(w_0)||)``,
-        checked once per epoch. The scaled value is ``diagnostics_.tol``. With float32
-        data, rounding limits the attainable measure to about 1e-5.
+    tol : float, default=1e-4
+        Stop at the first checkpoint (once per epoch) where a scale-free criterion is at
+        most ``tol``: for "l1" the relative duality gap (F(w) - D(theta)) / F(w), which
+        bounds the relative suboptimality; for the other penalties the stationarity
+        measure (the norm of the proximal-gradient mapping at step 1/L, zero exactly at a
+        stationary point) relative to the intercept-only model's gradient. Both mean the
+        same whatever the start point, the units of X and the number of samples (see the
+        user guide, "Convergence and tolerances"); float64 fits reach about 1e-12, float32
+        data the same (the arithmetic is float64).
     sigma0 : float in [1e-300, 1e140] or None, default=None
-        Initial regularisation sigma; ``1/sigma0`` is the first step size. None: the
-        curvature of the loss on the first minibatch, from 15 power iterations (the
-        step a careful user would pick), so no step size needs tuning.
+        Initial regularisation sigma; ``1/sigma0`` is the first step size (in the solver's
+        metric, see the user guide). None: the curvature of the loss on the first
+        minibatch (15 power iterations), capped by the exact Lipschitz bound L: SR2 keeps
+        sigma within a band around where it starts, so the start should not be
+        conservative.
     eta1, eta2 : float, default=7.5e-4, 0.99
         Acceptance thresholds on rho (paper's Table 1).
     gamma1, gamma3 : float, default=5.56, 0.8
         sigma is multiplied by gamma1 on rejection and by gamma3 when rho >= eta2.
     sigma_min, sigma_max : float or None, default=None
         Clamp of sigma. None means ``sigma0 * 1e10`` for sigma_max and ``sigma0 / 1e10``
-        for sigma_min, raised to ``L / (2 * batch_size)`` (L: the exact Lipschitz bound of
-        the data) under variance reduction. rho is measured on the minibatch alone, which
-        cannot see curvature the batch lacks: with batches of one or two rows, sigma can
-        fall far below L and the iterates oscillate around the optimum. For a single row
-        the floor is the stability limit 2/L of a full-gradient step; it relaxes as batches
-        grow and their curvature becomes a better estimate. (Measured: a fixed floor L/8
-        made breast_cancer fits 3-4 times slower, the curvature that matters there being
-        far below the worst-case L.)
+        for sigma_min, raised under SVRG to ``L / (2 * batch_size)`` for each problem
+        solved (L: the exact Lipschitz bound of the data; each working set's subproblem has
+        its own). rho is measured on the minibatch alone, which cannot see curvature the
+        batch lacks: with batches of one or two rows, sigma can fall far below L and the
+        iterates oscillate. Where rows are very uneven even that floor can be too low for
+        the SVRG estimator; an epoch that raises the objective is then undone and the floor
+        multiplied by 4 (``diagnostics_.n_restarts``). A floor at the worst-case row
+        curvature from the start made well-conditioned fits several times slower and held
+        nonconvex penalties at zero. An explicit ``sigma_min`` is used as given.
     random_state : int, RandomState instance or None, default=None
         Seed of the minibatch sampling; a fixed seed gives identical coefficients.
     warm_start : bool, default=False
@@ -192,8 +205,9 @@ class _BaseSR2(BaseEstimator):
         X = _canonical_csr(X)
         _check_data_scale(X, y if isinstance(self, RegressorMixin) else None)
         n = X.shape[0]
+        # float64 whatever X's dtype: the solver's sums and iterates are float64.
         sample_weight = _check_sample_weight(
-            sample_weight, X, dtype=X.dtype, ensure_non_negative=True
+            sample_weight, X, dtype=np.float64, ensure_non_negative=True
         )
         Y, sample_weight, datafit = self._encode_targets(y, sample_weight, partial, classes)
         sample_weight = _rescale_sample_weight(sample_weight)
@@ -204,7 +218,7 @@ class _BaseSR2(BaseEstimator):
         penalty = check_penalty(self.penalty, self.alpha)
         metric = None if first else self._metric
         problem = LinearProblem(X, Y, sample_weight, datafit, self.fit_intercept, metric)
-        b = self._batch_size(X)
+        b = self._batch_size(X, partial)
         seed = check_random_state(self.random_state).randint(2**31 - 1)
         gen = np.random.default_rng(seed)
         state, sigma0 = self._start(problem, b, partial, first, gen, seed)
@@ -231,7 +245,8 @@ class _BaseSR2(BaseEstimator):
                               tol=None if partial else self.tol,
                               checkpoint_every=self.checkpoint_every, **common)  # fmt: skip
         # Only a finished solve makes the estimator fitted.
-        self._state, self._rule, self._metric = state, rule, problem.metric
+        self._state, self._rule = state, rule
+        self._metric = (problem.metric, problem.intercept_metric)
         self.sigma_ = state.sigma
         self.n_iter_ = state.n_epochs
         self.diagnostics_ = diagnostics
@@ -241,12 +256,13 @@ class _BaseSR2(BaseEstimator):
                           stacklevel=3)  # fmt: skip
         return self
 
-    def _batch_size(self, X):
+    def _batch_size(self, X, partial):
         n = X.shape[0]
         if self.batch_size != "auto":
             return min(n, self.batch_size)
         nnz_per_row = X.nnz / max(1, n) if sp.issparse(X) else X.shape[1]
-        return auto_batch_size(n, nnz_per_row)
+        # A partial_fit chunk is not the data set: never one full-batch step per chunk.
+        return auto_batch_size(n, nnz_per_row, full_batch=not partial)
 
     def _start(self, problem, b, partial, first, gen, seed):
         """The start point and sigma0: the previous solution (partial_fit, warm_start), or
@@ -472,7 +488,7 @@ class SR2Regressor(RegressorMixin, _BaseSR2):
         batch_size="auto",
         variance_reduction="svrg",
         max_iter=1000,
-        tol=1e-6,
+        tol=1e-4,
         sigma0=None,
         eta1=SR2Rule.eta1,
         eta2=SR2Rule.eta2,
@@ -597,7 +613,7 @@ class SR2Classifier(ClassifierMixin, _BaseSR2):
         batch_size="auto",
         variance_reduction="svrg",
         max_iter=1000,
-        tol=1e-6,
+        tol=1e-4,
         sigma0=None,
         eta1=SR2Rule.eta1,
         eta2=SR2Rule.eta2,

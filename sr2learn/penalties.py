@@ -35,7 +35,6 @@ import numbers
 from typing import NamedTuple
 
 import numpy as np
-
 from array_api_compat import array_namespace
 from numba.extending import register_jitable
 

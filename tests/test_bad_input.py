@@ -257,15 +257,26 @@ def test_a_regressor_on_two_samples_above_alpha_max_fits_their_weighted_mean(dia
     assert np.all(np.isfinite(reg.predict(X)))
 
 
-def test_a_regressor_on_two_samples_reaches_the_lasso_optimum(diabetes):
+def test_a_regressor_on_two_samples_reaches_the_lasso_optimum_or_says_it_did_not(diabetes):
+    # Below alpha_max two samples make a degenerate lasso (rank 2 in 10 dimensions), where a
+    # first-order method needs about 2e4 steps: the fit must either be near the optimum or
+    # warn, never claim convergence far from it.
     X, y = diabetes
     X2, y2, alpha = X[:2], y[:2], 1e-1
     lasso = Lasso(alpha=alpha, tol=1e-12, max_iter=100_000).fit(X2, y2)
-    reg = SR2Regressor(alpha=alpha, random_state=0).fit(X2, y2)
     ref = lasso_objective(X2, y2, lasso.coef_, lasso.intercept_, alpha)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        reg = SR2Regressor(alpha=alpha, random_state=0).fit(X2, y2)
     got = lasso_objective(X2, y2, reg.coef_, reg.intercept_, alpha)
-    assert got - ref <= 1e-4 * ref
+    warned = any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    assert warned == (not reg.diagnostics_.converged)
+    if reg.diagnostics_.converged:
+        assert got - ref <= 2 * reg.tol * ref
     assert np.all(np.isfinite(reg.predict(X)))
+    reg = SR2Regressor(alpha=alpha, random_state=0, max_iter=30_000).fit(X2, y2)
+    assert reg.diagnostics_.converged
+    assert lasso_objective(X2, y2, reg.coef_, reg.intercept_, alpha) - ref <= 2 * reg.tol * ref
 
 
 # -- a first step far too long -------------------------------------------------------------

@@ -47,38 +47,68 @@ def test_logistic_is_stable_for_large_margins():
     )
 
 
+def metric_of(X, sw):
+    """d_j^2 written out independently: the weighted mean square of the nonzero entries of
+    column j (1 for an empty column)."""
+    X = np.asarray(X)
+    present = X != 0
+    mass = present.T.astype(float) @ sw
+    sq = (X**2).T @ sw
+    return np.where(mass > 0, sq / np.where(mass > 0, mass, 1.0), 1.0)
+
+
 @pytest.mark.parametrize("datafit,K", [(Quadratic(), 1), (Logistic(), 1), (Multinomial(), 3)])
 @pytest.mark.parametrize("sparse", [False, True])
 def test_lipschitz_bound_holds_and_is_tight_for_squared_loss(datafit, K, sparse):
     rng = np.random.default_rng(3)
     n, p = 40, 6
     X = rng.normal(size=(n, p)) * rng.uniform(0.1, 3, size=p)
+    X[rng.random((n, p)) < 0.3] = 0.0  # the metric averages the nonzero entries only
     sw = rng.uniform(0.2, 2.0, size=n)
     sw *= n / sw.sum()
     Y = make_targets(datafit, n, K, rng)
-    problem = LinearProblem(sp.csr_matrix(X) if sparse else X, Y, sw, datafit, intercept_scale=1.7)
+    problem = LinearProblem(sp.csr_matrix(X) if sparse else X, Y, sw, datafit, True)
+    metric = metric_of(X, sw)
+    np.testing.assert_allclose(problem.metric, metric, rtol=1e-12)
+    # The intercept's metric is the problem's own (its definition is not this test's
+    # subject); the features' is checked above.
+    d = np.sqrt(np.r_[metric, 1.0 / problem.inv_metric[-1]])
     L = problem.lipschitz()
-    # Independent: the Hessian of the squared loss is X~^T S X~ / n exactly.
-    Xt = np.hstack([X, np.full((n, 1), 1.7)])
+    # Independent: the Hessian of the squared loss in the metric's coordinates
+    # (w~ = D^(1/2) w) is D^(-1/2) X~^T S X~ D^(-1/2) / n exactly.
+    Xt = np.hstack([X, np.ones((n, 1))]) / d
     top = np.linalg.eigvalsh(Xt.T @ (sw[:, None] * Xt) / n)[-1]
     assert L == pytest.approx(datafit.curvature * top, rel=1e-8)
 
-    # The gradient of f is L-Lipschitz along random directions.
+    # The gradient of f is L-Lipschitz in the metric along random directions:
+    # ||D^(-1/2) (grad f(w1) - grad f(w2))|| <= L ||D^(1/2) (w1 - w2)||.
     def grad(W):
-        Z = problem.linear(X, W)
-        return problem.transpose(X, datafit.derivative(Z, Y) * sw[:, None] / n)
+        Z = X @ W[:p] + W[p]
+        return np.hstack([X, np.ones((n, 1))]).T @ (datafit.derivative(Z, Y) * sw[:, None]) / n
 
     for _ in range(20):
         W1, W2 = rng.normal(size=(p + 1, K)), rng.normal(size=(p + 1, K))
-        assert np.linalg.norm(grad(W1) - grad(W2)) <= L * np.linalg.norm(W1 - W2) * (1 + 1e-10)
+        lhs = np.linalg.norm((grad(W1) - grad(W2)) / d[:, None])
+        assert lhs <= L * np.linalg.norm((W1 - W2) * d[:, None]) * (1 + 1e-10)
+    if isinstance(datafit, Quadratic):
+        # Tight: along the top eigenvector the ratio is L.
+        _, vecs = np.linalg.eigh(Xt.T @ (sw[:, None] * Xt) / n)
+        dW = (vecs[:, -1] / d)[:, None]
+        W1 = rng.normal(size=(p + 1, K))
+        lhs = np.linalg.norm((grad(W1 + dW) - grad(W1)) / d[:, None])
+        assert lhs == pytest.approx(L * np.linalg.norm(dW * d[:, None]), rel=1e-8)
 
 
 def test_lipschitz_bound_large_side_uses_lanczos():
     rng = np.random.default_rng(4)
     X = sp.random(2000, 1800, density=0.01, random_state=4, format="csr")
+    X = X @ sp.diags(rng.uniform(0.1, 10.0, size=X.shape[1]))  # columns of unequal sizes
+    X = X.tocsr()
     n = X.shape[0]
-    problem = LinearProblem(X, rng.normal(size=(n, 1)), np.ones(n), Quadratic(), 0.0)
-    top = np.linalg.svd(X.toarray(), compute_uv=False)[0] ** 2 / n
+    problem = LinearProblem(X, rng.normal(size=(n, 1)), np.ones(n), Quadratic(), False)
+    dense = X.toarray()
+    metric = metric_of(dense, np.ones(n))
+    top = np.linalg.svd(dense / np.sqrt(metric), compute_uv=False)[0] ** 2 / n
     assert problem.lipschitz() >= top
     assert problem.lipschitz() == pytest.approx(top, rel=1e-6)
 

@@ -85,9 +85,10 @@ def test_reported_distance_matches_an_independent_computation(
         dloss = 1.0 / (1.0 + np.exp(-(X @ coef + intercept))) - y
     n = X.shape[0]
     grad_coef = X.T @ dloss / n
-    # The intercept is optimised as intercept_scaling_ * beta, so d f / d beta = c * mean(dloss).
-    grad_beta = est.intercept_scaling_ * dloss.mean()
-    expected = np.sqrt(np.sum(DISTANCES[penalty](coef, grad_coef, alpha) ** 2) + grad_beta**2)
+    # dist is in the user's coordinates: the intercept is a plain variable, d f / d b is
+    # mean(dloss), and no metric or scaling enters.
+    grad_intercept = dloss.mean()
+    expected = np.sqrt(np.sum(DISTANCES[penalty](coef, grad_coef, alpha) ** 2) + grad_intercept**2)
     last = est.diagnostics_.last_checkpoint()
     assert last["dist"] == pytest.approx(expected, rel=1e-7)
     # The last checkpoint is taken at the returned coefficients.
@@ -103,7 +104,7 @@ def test_measure_falls_by_100x_on_a_convex_l1_problem(breast_cancer):
     measure = est.diagnostics_.checkpoints["measure"]
     assert measure[-1] <= measure[0] / 100.0
     assert est.diagnostics_.converged
-    assert measure[-1] <= est.diagnostics_.tol
+    assert est.diagnostics_.checkpoints["criterion"][-1] <= est.diagnostics_.tol
     # dist(0, dF(w)) also falls: the measure tracks true stationarity.
     dist = est.diagnostics_.checkpoints["dist"]
     assert dist[-1] <= dist[0] / 100.0
@@ -116,10 +117,14 @@ def test_stopping_respects_tol(diabetes):
     assert loose.n_iter_ < tight.n_iter_
     for est in (loose, tight):
         d = est.diagnostics_
-        assert d.converged and d.checkpoints["measure"][-1] <= d.tol
-        assert d.tol == pytest.approx(est.tol * d.tol_scale)
+        c = d.checkpoints
+        # tol is the estimator's, unscaled; for l1 the criterion is the relative duality gap.
+        assert d.tol == est.tol
+        assert "duality gap" in d.criterion_name
+        np.testing.assert_allclose(c["criterion"], c["gap"] / c["objective"], rtol=1e-12)
+        assert d.converged and c["criterion"][-1] <= d.tol
         # It stopped at the first checkpoint that met tol.
-        assert np.all(d.checkpoints["measure"][1:-1] > d.tol)
+        assert np.all(c["criterion"][:-1] > d.tol)
 
 
 def test_exact_variance_matches_enumeration_of_all_batches():
@@ -132,13 +137,17 @@ def test_exact_variance_matches_enumeration_of_all_batches():
         X,
         y,
     )
-    c = est.intercept_scaling_
-    Xt = np.hstack([X, np.full((n, 1), c)])
+    Xt = np.hstack([X, np.ones((n, 1))])
     r = X @ est.coef_ + est.intercept_ - y
     per_sample = Xt * r[:, None]
     full = per_sample.mean(axis=0)
+    # V is measured in the metric's dual norm: sum_j g_j^2 / d_j^2, with d_j^2 the mean
+    # square of column j (no zero entries here) and the intercept's metric 1 (dense data).
+    inv_metric = np.r_[1.0 / np.mean(X**2, axis=0), 1.0]
     batches = list(itertools.combinations(range(n), b))
-    V = np.mean([np.sum((per_sample[list(B)].mean(axis=0) - full) ** 2) for B in batches])
+    V = np.mean(
+        [np.sum((per_sample[list(B)].mean(axis=0) - full) ** 2 * inv_metric) for B in batches]
+    )
     assert est.diagnostics_.last_checkpoint()["variance"] == pytest.approx(V, rel=1e-9)
 
 
@@ -223,24 +232,45 @@ def test_plot_runs_under_agg(breast_cancer):
     plt.close(fig)
 
 
-def test_checkpoint_costs_at_most_one_extra_data_pass(diabetes, monkeypatch):
-    """Count products with the full X: SVRG needs one full gradient per epoch anyway; a
-    checkpoint adds one more pass (w and w + s evaluated together)."""
-    from sr2learn import _sr2
+def count_data_passes(monkeypatch):
+    """Record every pass over the full X: ("predict", K) or ("gradient", columns of E)."""
+    from sr2learn._sr2 import LinearProblem
 
-    X, y = diabetes
     calls = []
-    original = _sr2._full_pass
+    predict, gradient = LinearProblem.predict, LinearProblem.gradient
 
-    def counting(problem, Ws, **kwargs):
-        calls.append(len(Ws))
-        return original(problem, Ws, **kwargs)
+    def counting_predict(self, W):
+        calls.append(("predict", W.shape[1]))
+        return predict(self, W)
 
-    monkeypatch.setattr(_sr2, "_full_pass", counting)
-    est = SR2Regressor(alpha=0.5, random_state=0, max_iter=5, tol=0.0)
+    def counting_gradient(self, E):
+        calls.append(("gradient", E.shape[1]))
+        return gradient(self, E)
+
+    monkeypatch.setattr(LinearProblem, "predict", counting_predict)
+    monkeypatch.setattr(LinearProblem, "gradient", counting_gradient)
+    return calls
+
+
+@pytest.mark.parametrize("every", [1, 100])
+def test_checkpoint_costs_at_most_one_extra_data_pass(diabetes, monkeypatch, every):
+    """Count passes over the full X: SVRG needs one predict and one gradient pass per epoch
+    anyway (its reference); a full diagnostics checkpoint adds one predict pass for the
+    trial point w + s, whose gradient shares the gradient pass (2K columns)."""
+    X, y = diabetes
+    calls = count_data_passes(monkeypatch)
+    est = SR2Regressor(alpha=0.5, random_state=0, max_iter=5, tol=0.0, checkpoint_every=every)
     fit_quietly(est, X, y)
-    # The start: reference + checkpoint; then one combined pass per epoch.
-    assert len(calls) == 2 + est.n_iter_
+    d = est.diagnostics_
+    assert est.n_iter_ == 5 and d.n_restarts == 0
+    n_full = d.n_checkpoints  # every=1: the start and each epoch; every=100: start and end
+    assert n_full == (est.n_iter_ + 1 if every == 1 else 2)
+    n_light = est.n_iter_ + 1 - n_full  # the other epochs end with an SVRG reference only
+    predicts = [k for what, k in calls if what == "predict"]
+    gradients = [k for what, k in calls if what == "gradient"]
+    assert len(predicts) == 2 * n_full + n_light
+    assert len(gradients) == n_full + n_light
+    assert sorted(gradients) == [1] * n_light + [2] * n_full  # w and w + s share a pass
 
 
 def test_checkpoint_every_and_the_in_batch_variance_option(diabetes):
@@ -259,23 +289,41 @@ def test_checkpoint_every_and_the_in_batch_variance_option(diabetes):
     assert np.all(batch.diagnostics_.checkpoints["variance"] > 0)
 
 
-def test_in_batch_variance_estimate_is_unbiased():
-    from sr2learn._sr2 import LinearProblem, _batch_variance, _draw, _exact_variance
+@pytest.mark.parametrize("svrg", [False, True])
+def test_in_batch_variance_estimate_is_unbiased(svrg):
+    from sr2learn._engine import Reference
+    from sr2learn._sr2 import LinearProblem, _exact_variance, _in_batch_variance, draw_step
     from sr2learn.datafits import Logistic
     from sr2learn.penalties import L1
 
     rng = np.random.default_rng(0)
     n, p, b = 60, 5, 6
-    X = rng.normal(size=(n, p))
+    X = rng.normal(size=(n, p)) * np.array([0.1, 1.0, 3.0, 10.0, 0.5])  # a metric != 1
     Y = rng.integers(0, 2, size=(n, 1)).astype(float)
-    problem = LinearProblem(X, Y, np.ones(n), Logistic(), intercept_scale=1.0)
-    W = rng.normal(size=(p + 1, 1)) * 0.3
+    sw = rng.uniform(0.5, 1.5, size=n)
+    sw *= n / sw.sum()
+    problem = LinearProblem(X, Y, sw, Logistic(), True)
+    W = rng.normal(size=(p + 1, 1)) * 0.3 / np.sqrt(np.r_[problem.metric, 1.0])[:, None]
     penalty = L1(0.01)
-    D = Logistic().derivative(problem.linear(X, W), Y)
-    G = problem.transpose(X, D / n)
-    exact = _exact_variance(problem, D, G, b)
-    estimates = [
-        _batch_variance(problem, _draw(problem, penalty, W, 0.0, 1.0, idx, None), None, idx)
-        for idx in (np.sort(rng.choice(n, b, replace=False)) for _ in range(4000))
+    E = Logistic().derivative(problem.predict(W), Y) * sw[:, None]
+    G = problem.gradient(E)
+    ref = None
+    if svrg:
+        # The SVRG estimator's variance, around a reference point near W.
+        W_ref = W + 0.05 * rng.normal(size=W.shape) / np.sqrt(np.r_[problem.metric, 1.0])[:, None]
+        D_ref = Logistic().derivative(problem.predict(W_ref), Y) * sw[:, None]
+        ref = Reference(True, D_ref, problem.gradient(D_ref))
+        exact = _exact_variance(problem, E - ref.D, G - ref.mu, b)
+    else:
+        exact = _exact_variance(problem, E, G, b)
+    assert exact > 0
+    R_w = penalty.value(W[:p])
+    draws = [
+        draw_step(problem, penalty, W, R_w, 1.0, np.sort(rng.choice(n, b, replace=False)), ref)
+        for _ in range(4000)
     ]
+    estimates = [_in_batch_variance(problem, draw, ref) for draw in draws]
     assert np.mean(estimates) == pytest.approx(exact, rel=0.05)
+    # Both estimate E||grad f(w) - g||^2 in the metric's dual norm, sum_j (.)_j^2 / d_j^2.
+    errors = [np.sum((draw.g - G) ** 2 * problem.inv_metric[:, None]) for draw in draws]
+    assert np.mean(errors) == pytest.approx(exact, rel=0.05)

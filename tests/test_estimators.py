@@ -1,6 +1,7 @@
 """SR2Regressor / SR2Classifier: optimality against scikit-learn, API behaviour, bad input."""
 
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -98,8 +99,23 @@ def test_scaling_x_by_1000_still_converges(diabetes):
 
 def test_plain_sr2_stalls_and_warns_with_numbers(diabetes):
     X, y = diabetes
-    with pytest.warns(ConvergenceWarning, match=r"measure sqrt\(sigma\*xi\) is .* > tol = "):
-        SR2Regressor(alpha=0.1, variance_reduction=None, batch_size=32, max_iter=20).fit(X, y)
+    est = SR2Regressor(alpha=0.1, variance_reduction=None, batch_size=32, max_iter=20,
+                       random_state=0)  # fmt: skip
+    pattern = (
+        r"SR2 did not converge: the relative duality gap .* is \S+ > tol = "
+        + re.escape(f"{est.tol:.3e}")
+        + r" after 20 epochs \(measured dist\(0, dF\(w\)\) = \S+\)\. "
+        r"It reached the iteration limit max_iter=20\. .*use variance_reduction='svrg' "
+        r"\(plain SR2 stalls at the noise level of the minibatch gradient\)"
+    )
+    with pytest.warns(ConvergenceWarning, match=pattern) as record:
+        est.fit(X, y)
+    # The numbers are the diagnostics' own, at the returned point.
+    last = est.diagnostics_.last_checkpoint()
+    assert last["criterion"] > est.tol and not est.diagnostics_.converged
+    message = str(record[0].message)
+    assert f"is {last['criterion']:.3e} > tol" in message
+    assert f"dist(0, dF(w)) = {last['dist']:.3e})" in message
 
 
 @pytest.mark.parametrize("vr", ["svrg", "growing_batch", None])

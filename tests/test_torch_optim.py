@@ -289,8 +289,19 @@ def test_checkpoint_records_labelled_estimates_and_leaves_training_untouched(bat
     last = opt.checkpoint(closures)
     assert torch.rand(1).item() == expected_next  # the random stream is untouched
     assert_same_state(snapshot(model), before)  # parameters and BN statistics too
-    assert all(np.isfinite(last[k]) for k in ("lipschitz", "variance", "dist", "bound"))
+    estimates = ("lipschitz", "variance", "dist", "trial_step_sq", "trial_grad_error_sq", "bound")
+    assert all(np.isfinite(last[k]) for k in estimates)
     assert last["lipschitz"] > 0 and last["variance"] > 0 and last["iteration"] == 5
+    # A network has no duality gap and no scale-free criterion: both are labelled NaN.
+    assert np.isnan(last["gap"]) and np.isnan(last["criterion"])
+    # The step is drawn from the mean of the 3 batch gradients: its error is V / 3, and
+    # the Theorem 4 terms are computed from the recorded estimates.
+    assert last["trial_step_sq"] > 0
+    assert last["trial_grad_error_sq"] == pytest.approx(last["variance"] / 3, rel=1e-12)
+    C = 3 * (last["lipschitz"] ** 2 + last["sigma_max"] ** 2)
+    assert last["C"] == pytest.approx(C, rel=1e-12)
+    expected = C * last["trial_step_sq"] + 3 * last["trial_grad_error_sq"]
+    assert last["bound"] == pytest.approx(expected, rel=1e-12)
     assert opt.diagnostics.lipschitz_is_estimate
     assert "estimated" in opt.diagnostics.summary()
     with pytest.raises(ValueError, match="at least two"):

@@ -6,7 +6,9 @@ import pytest
 import scipy.sparse as sp
 
 from sr2learn import SR2Classifier, SR2Regressor
+from sr2learn._sr2 import LinearProblem
 from sr2learn._working_set import _violation, use_working_set
+from sr2learn.datafits import Quadratic
 from sr2learn.penalties import L1, L0Ball, check_penalty
 
 
@@ -42,8 +44,8 @@ def test_working_set_reaches_the_plain_optimum_and_support(kind, sparse):
     d = ws.diagnostics_
     assert d.converged
     # The checkpoints are of the full problem: the last one is at the returned point and
-    # its measure met tol; the trace holds the inner steps.
-    assert d.checkpoints["measure"][-1] <= d.tol
+    # its criterion (the relative duality gap) met tol; the trace holds the inner steps.
+    assert d.tol == ws.tol and d.checkpoints["criterion"][-1] <= d.tol
     assert d.n_steps == int(d.checkpoints["iteration"][-1]) > 0
     assert np.all(d.checkpoints["dist_trial"] ** 2 <= d.checkpoints["bound"] * (1 + 1e-9))
 
@@ -68,14 +70,25 @@ def test_auto_rule():
 
 def test_violation_sees_zero_coordinates_a_nonconvex_step_would_leave():
     # At w = 0 the Fréchet subdifferential of l0 is the whole line, so subdiff_distance
-    # is 0 everywhere; the proximal-gradient step at sigma = L still leaves zero where
-    # |grad| > sqrt(2 alpha L), and the ranking must see it.
+    # is 0 everywhere; the proximal-gradient step at sigma = L (in the metric, t_j =
+    # 1 / (L d_j^2)) still leaves zero where |grad_j| / d_j > sqrt(2 alpha L), and the
+    # ranking must see it. Violations are in the metric's units: |grad_j| / d_j.
+    H = np.array([[1, 1, 1, 1], [1, -1, 1, -1], [1, 1, -1, -1], [1, -1, -1, 1]], dtype=float)
     w = np.zeros((4, 1))
     G = np.array([[0.01], [-3.0], [0.4], [0.0]])
     penalty = check_penalty("l0", 0.1)
     assert np.all(penalty.subdiff_distance(w, G) == 0)
-    v = _violation(penalty, w, G, lipschitz=1.0)
-    assert v[1] == pytest.approx(3.0) and v[0] == 0 and v[2] == 0 and v[3] == 0
-    # For l1 it is the subdifferential distance: max(|grad| - alpha, 0) at zero.
-    v1 = _violation(L1(0.1), w, G, lipschitz=1.0)
-    np.testing.assert_allclose(v1, np.maximum(np.abs(G[:, 0]) - 0.1, 0.0))
+    for c in ([1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 0.5, 1.0]):
+        # Columns of H scaled by c: d_j = c_j and, in the metric, L = top eig(H^T H / 4) = 1.
+        c = np.asarray(c)
+        problem = LinearProblem(H * c, np.zeros((4, 1)), np.ones(4), Quadratic(), False)
+        np.testing.assert_allclose(problem.metric, c**2)
+        assert problem.lipschitz() == pytest.approx(1.0)
+        v = _violation(problem, penalty, w, G)
+        leaves = np.abs(G[:, 0]) / c > np.sqrt(2 * 0.1 * 1.0)
+        # the metric decides for coordinate 2: 0.4 / 1 < sqrt(0.2) < 0.4 / 0.5
+        assert leaves.tolist() == [False, True, bool(c[2] == 0.5), False]
+        np.testing.assert_allclose(v, np.where(leaves, np.abs(G[:, 0]) / c, 0.0), rtol=1e-12)
+        # For l1 it is the subdifferential distance: max(|grad| - alpha, 0) / d_j at zero.
+        v1 = _violation(problem, L1(0.1), w, G)
+        np.testing.assert_allclose(v1, np.maximum(np.abs(G[:, 0]) - 0.1, 0.0) / c, rtol=1e-12)

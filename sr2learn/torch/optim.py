@@ -523,7 +523,6 @@ class SR2(torch.optim.Optimizer):
         L = math.sqrt(diff_sq / s_sq) if s_sq > 0 else 0.0
         smax = float(history["sigma"].max()) if history["sigma"].size else sigma
         smax = max(smax, sigma)
-        C = 3.0 * (L**2 + smax**2)
         step_sq = float(steps.mean()) if steps.size else math.nan
         self.diagnostics.record_checkpoint(
             iteration=self.param_groups[0]["n_steps"],
@@ -536,13 +535,15 @@ class SR2(torch.optim.Optimizer):
             step_sq=step_sq,
             step_max=math.sqrt(float(steps.max())) if steps.size else math.nan,
             measure=math.sqrt(sigma * xi),
+            gap=math.nan,  # nonconvex networks: no duality gap
+            criterion=math.nan,
             lipschitz=L,
             sigma_max=smax,
             variance=V,
             dist=math.sqrt(dist_sq),
             dist_trial=math.sqrt(trial_dist_sq),
-            bound=C * s_sq + 3.0 * V / k,  # s is drawn from the mean of k batch gradients
-            bound_expected=C * step_sq + 3.0 * V,
+            trial_step_sq=s_sq,
+            trial_grad_error_sq=V / k,  # s is drawn from the mean of k batch gradients
         )  # fmt: skip
         return self.diagnostics.last_checkpoint()
 
