@@ -40,12 +40,12 @@ class _NoTrace(ConvergenceDiagnostics):
 def make_problem(X, y, datafit=None):
     n = X.shape[0]
     Y = y.astype(np.float64)[:, None]
-    return LinearProblem(X, Y, np.ones(n), datafit or Logistic(), intercept_scale=1.0)
+    return LinearProblem(X, Y, np.ones(n), datafit or Logistic(), True)
 
 
 def run(problem, epochs, vr, checkpoint_every, diag_cls=ConvergenceDiagnostics):
     nnz = problem.X.nnz / problem.n if sp.issparse(problem.X) else problem.p
-    b = auto_batch_size(problem.n, nnz, sp.issparse(problem.X))
+    b = auto_batch_size(problem.n, nnz)
     state = SolverState(W=np.zeros((problem.n_rows, 1)), sigma=1.0, batch_size=b)
     problem.lipschitz()  # computed once per data set; not part of an epoch
     start = time.perf_counter()
@@ -95,7 +95,7 @@ def main():
         svrg_ckpt = epoch_time(problem, "svrg", 1, epochs)
         svrg_untraced = epoch_time(problem, "svrg", 1, epochs, _NoTrace)
         nnz = X.nnz / X.shape[0] if sp.issparse(X) else X.shape[1]
-        b = auto_batch_size(X.shape[0], nnz, sp.issparse(X))
+        b = auto_batch_size(X.shape[0], nnz)
         print(
             f"| {name} | {b} | {ref * 1e3:.1f} | {plain / ref:.2f} | "
             f"{svrg / ref:.2f} | {(svrg_ckpt - svrg) / ref:.2f} | "

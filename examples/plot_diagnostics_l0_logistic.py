@@ -5,8 +5,9 @@ How stationary is an l0 logistic model? The diagnostics
 
 Fit an l0-penalised logistic regression on the Adult census data (income > 50K from
 one-hot encoded attributes) with :class:`sr2learn.SR2Classifier`, then read its
-convergence diagnostics: the per-step sigma and acceptance ratio rho, the stationarity
-measure compared to ``tol``, and the paper's Theorem 4 bound beside the measured
+convergence diagnostics: the per-step sigma and acceptance ratio rho, the scale-free
+stopping criterion compared to ``tol`` (for l0, the stationarity measure relative to the
+intercept-only model's gradient), and the paper's Theorem 4 bound beside the measured
 distance dist(0, ∂F(w + s)).
 
 The data come from ``get-data.sh DIR`` (see the README); set ``SR2LEARN_DATA=DIR``.
@@ -37,8 +38,8 @@ print(clf.diagnostics_.summary())
 # %%
 # The four panels: sigma (the inverse step size) shrinks by gamma3 after very successful
 # steps (rho >= eta2), down to its floor L/(2b), and jumps by gamma1 after a rejection; rho
-# is close to 1 for most steps; the stationarity measure falls linearly (variance
-# reduction removes the gradient noise); and the measured squared distance
+# is close to 1 for most steps; the criterion falls linearly (variance reduction removes
+# the gradient noise); and the measured squared distance
 # dist(0, ∂F(w+s))^2 stays below the Theorem 4 bound computed for the same step.
 fig = clf.diagnostics_.plot()
 fig.suptitle("SR2, l0 logistic regression on Adult")

@@ -16,7 +16,7 @@ def main():
     print(f"breast_cancer: {X_train.shape[0]} training / {X_test.shape[0]} test samples, "
           f"{X.shape[1]} features (standardised)\n")
     header = (f"{'penalty':<8}{'alpha':>8}{'accuracy':>10}{'nonzeros':>10}{'epochs':>8}"
-              f"{'measure':>11}{'tol':>10}{'converged':>11}{'time (s)':>10}")
+              f"{'criterion':>11}{'tol':>10}{'converged':>11}{'time (s)':>10}")
     print(header)
     print("-" * len(header))
     for penalty, alpha in [("l1", 1e-2), ("l1", 3e-2), ("l0", 1e-2), ("l0", 3e-2)]:
@@ -30,7 +30,7 @@ def main():
         last = clf.diagnostics_.last_checkpoint()
         print(f"{penalty:<8}{alpha:>8.0e}{model.score(X_test, y_test):>10.3f}"
               f"{int((clf.coef_ != 0).sum()):>7d}/{X.shape[1]:<2d}{clf.n_iter_:>8d}"
-              f"{last['measure']:>11.2e}{clf.diagnostics_.tol:>10.1e}"
+              f"{last['criterion']:>11.2e}{clf.diagnostics_.tol:>10.1e}"
               f"{str(clf.diagnostics_.converged):>11}{elapsed:>10.2f}")
     print("\nThe last model's convergence diagnostics:\n")
     print(clf.diagnostics_.summary())

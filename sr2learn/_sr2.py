@@ -530,10 +530,9 @@ class _StepLog:
         return float(np.mean(steps)), math.sqrt(max(steps))
 
 
-def _rule_params(rule, dtype):
+def _rule_params(rule):
     # The ratio's rounding guard uses float64's epsilon: the iterate, the predictions and
     # every sum are float64 whatever the dtype of X.
-    del dtype
     eps = float(np.finfo(np.float64).eps)
     return RuleParams(rule.eta1, rule.eta2, rule.gamma1, rule.gamma3, rule.sigma_min,
                       rule.sigma_max, eps)  # fmt: skip
@@ -555,14 +554,15 @@ def _epoch(problem, penalty, W, R_w, sigma, b, ref, rng, settings, rule):
     if ref is None:
         ref = Reference(False, np.zeros((1, problem.K)), np.zeros((problem.n_rows, problem.K)))
     clamps, _, failed, tested = sr2_epoch(problem.data, problem.datafit.kernel(),
-                                          penalty.kernel(), _rule_params(rule, problem.dtype),
+                                          penalty.kernel(), _rule_params(rule),
                                           state, ref, plan, trace)  # fmt: skip
     return W, float(state.scalars[1]), float(state.scalars[0]), trace, clamps, failed, tested
 
 
 def solve(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction, rng,
           diagnostics, checkpoint_every=1, variance_estimate="exact", verbose=0, lazy=True,
-          reference=None, light=False, scale=None, stability_floor=True):  # fmt: skip
+          reference=None, light=False, scale=None, stability_floor=True,
+          min_epochs=0):  # fmt: skip
     """Run SR2 for at most ``max_epochs`` epochs from ``state``; returns a new state.
 
     Stops at a checkpoint whose scale-free criterion (see :func:`checkpoint`) is at most
@@ -572,7 +572,10 @@ def solve(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction,
     caller's row order) replaces the first data pass under SVRG; ``light=True`` records no
     checkpoint (the working set's inner solves, whose full-problem checkpoints are the
     ones reported); ``scale`` fixes the nonconvex criterion's scale;
-    ``stability_floor`` raises sigma_min to :func:`svrg_sigma_floor` under SVRG. ``state`` and
+    ``stability_floor`` raises sigma_min to :func:`svrg_sigma_floor` under SVRG; at least
+    ``min_epochs`` epochs are run (a fresh fit runs one: for a nonconvex penalty w = 0 is
+    often stationary at the criterion's step 1/L, yet SR2's own first steps, longer, leave
+    it). ``state`` and
     ``diagnostics``' past records are not modified; the new checkpoints and steps are
     appended to ``diagnostics``.
     """
@@ -616,7 +619,7 @@ def solve(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction,
             W = ck.W
             if full:
                 _record(diagnostics, ck, sigma, b, log, n_steps, n_epochs, s.verbose)
-            converged = tol is not None and ck.criterion <= tol
+            converged = tol is not None and ck.criterion <= tol and epochs >= min_epochs
             if svrg:
                 ref = Reference(True, ck.D, ck.G)
         if converged or epochs >= max_epochs:
@@ -690,7 +693,3 @@ def _record(diagnostics, ck, sigma, b, log, n_steps, n_epochs, verbose):
         print(f"[SR2] epoch {n_epochs:4d}  F = {ck.objective:.8e}  criterion = "
               f"{ck.criterion:.3e}  sigma = {sigma:.3e}  nnz = {ck.record['nnz']}")  # fmt: skip
 
-
-def with_state(state, **changes):
-    """A copy of ``state`` with some fields replaced."""
-    return replace(state, **changes)

@@ -115,13 +115,13 @@ def test_the_criterion_does_not_depend_on_the_number_of_samples():
 
 
 @pytest.mark.parametrize("penalty", ["l1", "l0"])
-def test_a_warm_started_refit_of_a_converged_model_takes_no_step(penalty):
+def test_a_warm_started_refit_of_a_converged_model_takes_at_most_one_epoch(penalty):
     X, y = make_regression(200, 20, n_informative=5, noise=1.0, random_state=3)
     est = SR2Regressor(penalty=penalty, alpha=1.0, warm_start=True, random_state=0).fit(X, y)
     assert est.diagnostics_.converged
     coef = est.coef_.copy()
     est.fit(X, y)
-    assert est.n_iter_ == 0
+    assert est.n_iter_ <= 1
     assert est.diagnostics_.converged
     np.testing.assert_allclose(est.coef_, coef, rtol=0, atol=1e-12)
 

@@ -127,7 +127,7 @@ def compiled_epoch(problem, penalty, W, sigma, edges, order, ref, rule, lazy):
     trace = np.empty((order.size, 7))
     plan = EpochPlan(edges, order, lazy and penalty.lazy_exact, 0.0)
     _, visits, _, _ = sr2_epoch(problem.data, problem.datafit.kernel(), penalty.kernel(),
-                                _rule_params(rule, problem.dtype), state, ref, plan, trace)
+                                _rule_params(rule), state, ref, plan, trace)
     return state.W, trace, visits
 
 
