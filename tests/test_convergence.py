@@ -175,3 +175,10 @@ def test_stress_no_divergence_and_the_reference_optimum(n, p, density, seed, los
     assert got <= objectives[0] * (1 + 1e-12)  # never worse than the start
     if penalty == "l1":
         assert got <= reference_objective(X, y, 1e-3, loss) * 1.001
+
+
+def test_sigma_held_at_its_clamp_is_named_as_the_cause():
+    X, y = make_regression(200, 10, random_state=6)
+    est = SR2Regressor(sigma_min=1e6, max_iter=3, tol=1e-12, random_state=0)
+    with pytest.warns(ConvergenceWarning, match="held at its clamp sigma_min"):
+        est.fit(X, y)
