@@ -24,8 +24,9 @@ import scipy.sparse as sp
 from _common import best_time, data_home, dense_logistic, sparse_text_like
 
 from sr2learn import SR2Classifier
+from sr2learn._problem import LinearProblem
 from sr2learn._rule import SR2Rule
-from sr2learn._sr2 import LinearProblem, SolverState, solve
+from sr2learn._sr2 import SolverState, solve
 from sr2learn.datafits import Logistic, Quadratic
 from sr2learn.diagnostics import ConvergenceDiagnostics
 from sr2learn.linear_model import auto_batch_size

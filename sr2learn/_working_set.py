@@ -12,7 +12,8 @@ import math
 
 import numpy as np
 
-from ._sr2 import SolverState, _checkpoint, _null_scale, _record, _Settings, _StepLog, solve
+from ._checkpoint import _null_scale
+from ._sr2 import SolverState, _checkpoint, _record, _Settings, _StepLog, solve
 from .diagnostics import ConvergenceDiagnostics
 
 __all__ = ["solve_working_set", "use_working_set"]
@@ -64,7 +65,7 @@ def solve_working_set(problem, penalty, state, rule, *, max_epochs, tol, varianc
     """Solve with a growing working set; returns the new full-problem state.
 
     ``max_epochs`` bounds the epochs of the inner solves together; ``tol`` is compared with
-    the full problem's criterion (see :func:`sr2learn._sr2.checkpoint`).
+    the full problem's criterion (see :func:`sr2learn._checkpoint.checkpoint`).
     """
     p = problem.p
     W = np.array(state.W, dtype=np.float64)

@@ -17,7 +17,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._sr2 import VARIANCE_REDUCTIONS, LinearProblem
+from ._problem import LinearProblem
+from ._sr2 import VARIANCE_REDUCTIONS
 from .datafits import Logistic, Quadratic
 from .linear_model import SR2Classifier, SR2Regressor
 from .penalties import PENALTY_NAMES, check_penalty

@@ -16,8 +16,9 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ._problem import LinearProblem
 from ._rule import SR2Rule
-from ._sr2 import VARIANCE_REDUCTIONS, LinearProblem, SolverState, solve
+from ._sr2 import VARIANCE_REDUCTIONS, SolverState, solve
 from ._working_set import solve_working_set, use_working_set
 from .datafits import Logistic, Multinomial, Quadratic
 from .diagnostics import ConvergenceDiagnostics

@@ -27,7 +27,7 @@ def test_l1_alpha_max_is_where_the_model_becomes_empty(diabetes, breast_cancer, 
 
 @pytest.mark.parametrize("penalty", ["l0", "l1/2", "l2/3"])
 def test_nonconvex_alpha_max_is_where_zero_stops_being_a_fixed_point(diabetes, penalty):
-    from sr2learn._sr2 import LinearProblem
+    from sr2learn._problem import LinearProblem
     from sr2learn.datafits import Quadratic
     from sr2learn.penalties import check_penalty
 

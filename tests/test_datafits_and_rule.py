@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from sr2learn._problem import LinearProblem
 from sr2learn._rule import SR2Rule
-from sr2learn._sr2 import LinearProblem
 from sr2learn.datafits import Logistic, Multinomial, Quadratic
 
 

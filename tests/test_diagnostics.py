@@ -234,7 +234,7 @@ def test_plot_runs_under_agg(breast_cancer):
 
 def count_data_passes(monkeypatch):
     """Record every pass over the full X: ("predict", K) or ("gradient", columns of E)."""
-    from sr2learn._sr2 import LinearProblem
+    from sr2learn._problem import LinearProblem
 
     calls = []
     predict, gradient = LinearProblem.predict, LinearProblem.gradient
@@ -291,8 +291,9 @@ def test_checkpoint_every_and_the_in_batch_variance_option(diabetes):
 
 @pytest.mark.parametrize("svrg", [False, True])
 def test_in_batch_variance_estimate_is_unbiased(svrg):
+    from sr2learn._checkpoint import _exact_variance, _in_batch_variance, draw_step
     from sr2learn._engine import Reference
-    from sr2learn._sr2 import LinearProblem, _exact_variance, _in_batch_variance, draw_step
+    from sr2learn._problem import LinearProblem
     from sr2learn.datafits import Logistic
     from sr2learn.penalties import L1
 

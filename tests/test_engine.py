@@ -9,10 +9,12 @@ import scipy.sparse as sp
 from numba import njit
 
 from sr2learn import SR2Classifier, SR2Regressor
+from sr2learn._checkpoint import checkpoint, draw_step
 from sr2learn._compiled import bregman, loss_derivative, prox_entries, value_entries
 from sr2learn._engine import EpochPlan, EpochState, Reference, sr2_epoch
+from sr2learn._problem import LinearProblem
 from sr2learn._rule import SR2Rule
-from sr2learn._sr2 import LinearProblem, _rule_params, checkpoint, draw_step
+from sr2learn._sr2 import _rule_params
 from sr2learn.datafits import Logistic, Multinomial, Quadratic
 from sr2learn.penalties import L0, L1, L0Ball, Lp
 

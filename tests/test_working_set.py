@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from sr2learn import SR2Classifier, SR2Regressor
-from sr2learn._sr2 import LinearProblem
+from sr2learn._problem import LinearProblem
 from sr2learn._working_set import _violation, use_working_set
 from sr2learn.datafits import Quadratic
 from sr2learn.penalties import L1, L0Ball, check_penalty

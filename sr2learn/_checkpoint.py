@@ -1,0 +1,233 @@
+"""Full-data quantities at a point: the checkpoint of the SR2 solver.
+
+:func:`checkpoint` makes one pass for the predictions, sets the intercept to its exact
+minimiser, makes one pass for the gradient, and computes the scale-free stopping criterion
+(relative duality gap or relative stationarity) and, for the diagnostics, the Theorem 4 terms
+of one step drawn at the point (:func:`draw_step`, the plain NumPy SR2 step, which the tests
+also use as the reference of the compiled engine).
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._rule import SR2Rule
+
+__all__ = ["Checkpoint", "checkpoint", "draw_step", "prox_step"]
+
+
+# -- one NumPy step: the checkpoint's draw, and the tests' reference for the engine --------
+@dataclass
+class Draw:
+    """One SR2 step drawn at W on a minibatch (not yet accepted or rejected)."""
+
+    idx: object
+    ZB: np.ndarray
+    dloss: np.ndarray  # l'(z_i)
+    losses: np.ndarray
+    g: np.ndarray
+    S: np.ndarray
+    W_trial: np.ndarray
+    R_trial: float
+    xi: float
+    step_sq: float  # ||s||_D^2
+
+
+def _metric_sq(problem, A):
+    """sum_j d_j^2 ||A_j||^2 (the metric's norm)."""
+    return float(np.sum(np.square(A) / problem.inv_metric[:, None]))
+
+
+def _dual_sq(problem, A):
+    """sum_j ||A_j||^2 / d_j^2 (the metric's dual norm, for gradients)."""
+    return float(np.sum(np.square(A) * problem.inv_metric[:, None]))
+
+
+def prox_step(problem, penalty, W, R_w, g, sigma):
+    """The SR2 step for gradient g in the metric: (w + s, R(w + s), xi, ||s||_D^2)."""
+    t = problem.inv_metric[:, None] / sigma
+    W_trial = W - g * t
+    W_trial[: problem.p] = penalty.prox(W_trial[: problem.p], t[: problem.p])
+    S = W_trial - W
+    step_sq = _metric_sq(problem, S)
+    R_trial = penalty.value(W_trial[: problem.p])
+    xi = SR2Rule.model_decrease(R_w, R_trial, float(np.vdot(g, S)), step_sq, sigma)
+    return W_trial, R_trial, xi, step_sq
+
+
+def draw_step(problem, penalty, W, R_w, sigma, idx, ref):
+    """The step drawn at W on the rows ``idx`` with the gradient estimator of ``ref``
+    (a :class:`~sr2learn._engine.Reference`, or None for the plain minibatch gradient)."""
+    XB, YB, swB = problem.rows(idx)
+    m = swB.shape[0]
+    ZB = problem.batch_linear(XB, W)
+    dloss = problem.datafit.derivative(ZB, YB)
+    losses = problem.datafit.loss(ZB, YB)
+    E = dloss * swB[:, None] / m
+    if ref is not None and ref.svrg:
+        E = E - ref.D[idx] / m
+    g = problem.batch_transpose(XB, E)
+    if ref is not None and ref.svrg:
+        g = g + ref.mu
+    W_trial, R_trial, xi, step_sq = prox_step(problem, penalty, W, R_w, g, sigma)
+    return Draw(idx, ZB, dloss, losses, g, W_trial - W, W_trial, R_trial, xi, step_sq)
+
+
+# -- checkpoints ---------------------------------------------------------------------------
+@dataclass
+class Checkpoint:
+    """Full-data quantities at W (after the exact intercept update)."""
+
+    W: np.ndarray
+    R: float
+    objective: float
+    G: np.ndarray  # grad f at W, user coordinates
+    D: np.ndarray  # s_i l'(z_i) per sample, in the problem's row order
+    measure: float  # sqrt(L xi) of the full-gradient step at sigma = L, in the metric
+    gap: float  # duality gap (NaN for the nonconvex penalties)
+    criterion: float  # the scale-free number compared with tol
+    record: dict | None = None  # the diagnostics' row (full checkpoints only)
+
+
+def _stationarity_measure(problem, penalty, W, R_w, G):
+    """R2's sqrt(sigma xi) for the full-gradient step at sigma = L in the metric: the
+    norm of the proximal-gradient mapping with step 1/L, zero exactly at stationarity."""
+    L = problem.lipschitz()
+    L = L if L > 0 else 1.0
+    return math.sqrt(L * prox_step(problem, penalty, W, R_w, G, L)[2])
+
+
+def _null_scale(problem, penalty):
+    """The nonconvex criterion's scale: the size of the gradient of the intercept-only
+    model (w = 0) in the metric's dual norm, a number fixed by the problem, not by the
+    start of the fit (its stationarity measure would not do: w = 0 is often a stationary
+    point of a nonconvex penalty, with a measure of zero)."""
+    if problem.null_scale is None:
+        W0 = np.zeros((problem.n_rows, problem.K))
+        Z = np.zeros((problem.n, problem.K))
+        if problem.fit_intercept:
+            W0[-1] = problem.datafit.intercept_shift(Z, problem.Y, problem.sw)
+            Z += W0[-1]
+        E = problem.datafit.derivative(Z, problem.Y) * problem.sw[:, None]
+        G = problem.gradient(E)
+        problem.null_scale = math.sqrt(_dual_sq(problem, G))
+    return problem.null_scale
+
+
+def _subdiff_dist_sq(problem, penalty, W, G):
+    """Per row of W, the squared distance from 0 to the subdifferential of F (user
+    coordinates); the intercept's is its gradient."""
+    d = np.square(penalty.subdiff_distance(W[: problem.p], G[: problem.p]))
+    out = np.empty(problem.n_rows)
+    out[: problem.p] = d.sum(axis=1)
+    if problem.fit_intercept:
+        out[problem.p] = float(np.sum(np.square(G[problem.p])))
+    return out
+
+
+def _exact_variance(problem, E, mean_grad, batch_size):
+    """E||grad f(w) - g||^2 (metric's dual norm) of the batch mean of per-sample gradients
+    x~_i e_i^T drawn without replacement: (n - b) / (b (n - 1)) times their variance."""
+    n = problem.n
+    if n <= 1 or batch_size >= n:
+        return 0.0
+    second = float(np.dot(problem.row_norms_sq, np.einsum("ij,ij->i", E, E))) / n
+    pop = max(0.0, second - _dual_sq(problem, mean_grad))
+    return (n - batch_size) / (batch_size * (n - 1)) * pop
+
+
+def _in_batch_variance(problem, draw, ref):
+    """Unbiased in-batch estimate of E||grad f(w) - g||^2 from the draw's own rows."""
+    idx = draw.idx
+    XB, _, swB = problem.rows(idx)
+    m = swB.shape[0]
+    if m <= 1 or m >= problem.n:
+        return 0.0
+    E = draw.dloss * swB[:, None]
+    mean = draw.g
+    if ref is not None and ref.svrg:
+        E, mean = E - ref.D[idx], mean - ref.mu
+    norms = problem.row_norms_sq[idx]
+    total = float(np.dot(norms, np.einsum("ij,ij->i", E, E))) - m * _dual_sq(problem, mean)
+    return (1.0 - m / problem.n) / (m * (m - 1)) * max(total, 0.0)
+
+
+def checkpoint(problem, penalty, W, *, scale=None, diagnostic=None):
+    """Full-data quantities at W: one pass for the predictions, the exact intercept, one
+    pass for the gradient. The criterion is the relative duality gap gap / F(w) for a
+    convex penalty (``penalty.dual_scale``), else the stationarity measure relative to
+    ``scale`` (default: the intercept-only model's, see :func:`_null_scale`).
+
+    ``diagnostic`` (a dict with ``sigma``, ``batch_size``, ``ref``, ``rng``,
+    ``variance_estimate``) adds the diagnostics' Theorem 4 terms for one step drawn at W
+    (one more pass for the prediction at w + s; the trial gradient shares the pass).
+    """
+    datafit, Y, sw, n, p = problem.datafit, problem.Y, problem.sw, problem.n, problem.p
+    W = np.array(W, dtype=np.float64)
+    Z = problem.predict(W)
+    if problem.fit_intercept:
+        shift = datafit.intercept_shift(Z, Y, sw)
+        W[p] += shift
+        Z += shift
+    R_w = penalty.value(W[:p])
+    dloss = datafit.derivative(Z, Y)
+    E = dloss * sw[:, None]
+    f = float(sw @ datafit.loss(Z, Y)) / n
+    draw = None
+    if diagnostic is None:
+        G = problem.gradient(E)
+    else:
+        draw, G, G_trial, E_trial = _trial_pass(problem, penalty, W, R_w, Z, E, diagnostic)
+    objective = f + R_w
+    measure = _stationarity_measure(problem, penalty, W, R_w, G)
+    kappa = penalty.dual_scale(G[:p])
+    gap = math.nan
+    if kappa is not None:
+        dual = -float(sw @ datafit.conjugate(kappa * dloss, Y)) / n
+        gap = max(objective - dual, 0.0)
+        criterion = gap / objective if objective > 0 else 0.0
+    else:
+        scale = _null_scale(problem, penalty) if scale is None else scale
+        criterion = measure / scale if scale > 0 else (0.0 if measure == 0 else math.inf)
+    ck = Checkpoint(W, R_w, objective, G, E, measure, gap, criterion)
+    if draw is not None:
+        ck.record = _theorem4_terms(problem, penalty, ck, draw, G_trial, E_trial, diagnostic)
+    return ck
+
+
+def _trial_pass(problem, penalty, W, R_w, Z, E, diagnostic):
+    """A step drawn at W, and the full gradients at W and at w + s in one pass."""
+    n, b = problem.n, diagnostic["batch_size"]
+    idx = np.sort(diagnostic["rng"].choice(n, size=min(b, n), replace=False))
+    draw = draw_step(problem, penalty, W, R_w, diagnostic["sigma"], idx, diagnostic["ref"])
+    Z_trial = Z + problem.predict(draw.S)
+    K = problem.K
+    E_trial = problem.datafit.derivative(Z_trial, problem.Y) * problem.sw[:, None]
+    both = problem.gradient(np.concatenate([E, E_trial], axis=1))
+    return draw, both[:, :K], both[:, K:], E_trial
+
+
+def _theorem4_terms(problem, penalty, ck, draw, G_trial, E_trial, diagnostic):
+    """The diagnostics' row: dist in user coordinates; the Theorem 4 terms in the metric."""
+    ref, b = diagnostic["ref"], min(diagnostic["batch_size"], problem.n)
+    if diagnostic["variance_estimate"] == "batch":
+        V = _in_batch_variance(problem, draw, ref)
+    elif ref is not None and ref.svrg:
+        V = _exact_variance(problem, ck.D - ref.D, ck.G - ref.mu, b)
+    else:
+        V = _exact_variance(problem, ck.D, ck.G, b)
+    trial_sq = _subdiff_dist_sq(problem, penalty, draw.W_trial, G_trial)
+    return dict(
+        objective=ck.objective,
+        nnz=int(np.count_nonzero(ck.W[: problem.p])),
+        measure=ck.measure,
+        gap=ck.gap,
+        criterion=ck.criterion,
+        lipschitz=problem.lipschitz(),
+        variance=V,
+        dist=math.sqrt(float(_subdiff_dist_sq(problem, penalty, ck.W, ck.G).sum())),
+        dist_trial=math.sqrt(float(np.dot(trial_sq, problem.inv_metric))),
+        trial_step_sq=draw.step_sq,
+        trial_grad_error_sq=_dual_sq(problem, ck.G - draw.g),
+    )
