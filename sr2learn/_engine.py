@@ -169,6 +169,7 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
     w_old = np.empty(p * K)
     sigma = state.scalars[0]
     R_w = state.scalars[1]
+    norm_test = plan.norm_test_theta > 0.0
     sigma_low = SIGMA_LOW_FACTOR * sigma
     n_act = _build_active(data, pen, W, ref.mu, sigma_low, plan.lazy, active, act, v, t, u)
     nnz = 0
@@ -188,14 +189,16 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
             start, stop = _row_span(data, i)
             for k in range(K):
                 Z[r, k] = W[p, k] if data.intercept else 0.0
-            sq = 0.0
             for kk in range(start, stop):
                 j = _column(data, kk, start)
                 x = data.data[kk]
-                sq += x * x * data.inv_metric[j]
                 for k in range(K):
                     Z[r, k] += x * W[j, k]
-            row_sq[r] = sq + (data.inv_metric[p] if data.intercept else 0.0)
+            if norm_test:  # ||x~_i||^2 in the metric's dual norm, for the norm test only
+                sq = data.inv_metric[p] if data.intercept else 0.0
+                for kk in range(start, stop):
+                    sq += data.data[kk] ** 2 * data.inv_metric[_column(data, kk, start)]
+                row_sq[r] = sq
             losses[r] = loss_derivative(fit, Z[r], data.Y[i], Dl[r])
             f_batch += data.sw[i] * losses[r]
             for k in range(K):
@@ -274,7 +277,7 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
             rho, sigma, rule.eta1, rule.eta2, rule.gamma1, rule.gamma3,
             rule.sigma_min, rule.sigma_max,
         )  # fmt: skip
-        if plan.norm_test_theta > 0.0 and m > 1 and m < data.n:
+        if norm_test and m > 1 and m < data.n:
             # Norm test: the in-batch variance of the mean gradient (in the metric's dual
             # norm) against theta^2 ||sigma D s||^2.
             total = 0.0
