@@ -115,6 +115,26 @@ def _column(data, kk, start):
     return kk - start if data.dense else data.indices[kk]
 
 
+# Dense rows: contiguous loops whose float64 sums LLVM may reassociate (vectorise).
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _dense_dot(x, W, z):
+    """z[k] += sum_j x[j] W[j, k]."""
+    for k in range(W.shape[1]):
+        acc = 0.0
+        for j in range(x.shape[0]):
+            acc += x[j] * W[j, k]
+        z[k] += acc
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _dense_axpy(x, e, G):
+    """G[j, k] += e[k] x[j]."""
+    for k in range(e.shape[0]):
+        ek = e[k]
+        for j in range(x.shape[0]):
+            G[j, k] += ek * x[j]
+
+
 @njit(**JIT)
 def _build_active(data, pen, W, mu, sigma_low, lazy, active, act, v, t, u):
     """The coordinates each step must visit besides the touched ones; returns their count."""
@@ -183,13 +203,21 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
         n_touch = 0
         f_batch = 0.0
         sum_e[:] = 0.0
+        if data.dense:  # every coordinate is touched: mark them once, not per entry
+            for j in range(p):
+                mark[j] = step
+                g[j] = ref.mu[j]
+                touched[j] = j
+            n_touch = p
         # Predictions, losses and derivatives of the batch; the gradient on touched rows.
         for r in range(m):
             i = a + r
             start, stop = _row_span(data, i)
             for k in range(K):
                 Z[r, k] = W[p, k] if data.intercept else 0.0
-            for kk in range(start, stop):
+            if data.dense:
+                _dense_dot(data.data[start:stop], W, Z[r])
+            for kk in range(start, stop * (not data.dense)):
                 j = _column(data, kk, start)
                 x = data.data[kk]
                 for k in range(K):
@@ -207,7 +235,9 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
                     e[k] -= ref.D[i, k]
                 e[k] /= m
                 sum_e[k] += e[k]
-            for kk in range(start, stop):
+            if data.dense:
+                _dense_axpy(data.data[start:stop], e, g)
+            for kk in range(start, stop * (not data.dense)):
                 j = _column(data, kk, start)
                 if mark[j] != step:
                     mark[j] = step
@@ -265,7 +295,9 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
             start, stop = _row_span(data, i)
             for k in range(K):
                 zs[k] = s_int[k] if data.intercept else 0.0
-            for kk in range(start, stop):
+            if data.dense:
+                _dense_dot(data.data[start:stop], S, zs)
+            for kk in range(start, stop * (not data.dense)):
                 j = _column(data, kk, start)
                 x = data.data[kk]
                 for k in range(K):
@@ -327,10 +359,36 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
     return clamps, visits, violations, tests
 
 
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _dense_predict(X, W, Z, p, intercept):
+    # Reassociation lets LLVM vectorise the float64 sums of a float32 row (the only use).
+    for i in range(X.shape[0]):
+        for k in range(W.shape[1]):
+            acc = W[p, k] if intercept else 0.0
+            for j in range(p):
+                acc += X[i, j] * W[j, k]
+            Z[i, k] = acc
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _dense_gradient(X, E, G, p):
+    for j in range(p):
+        for k in range(E.shape[1]):
+            G[j, k] = 0.0
+    for i in range(X.shape[0]):
+        for k in range(E.shape[1]):
+            e = E[i, k]
+            for j in range(p):
+                G[j, k] += X[i, j] * e
+
+
 @njit(**JIT)
 def predict_into(data, W, Z):
     """Z = X W (+ the intercept row), accumulated in float64 whatever the dtype of X."""
     p, K = data.p, W.shape[1]
+    if data.dense:
+        _dense_predict(data.data.reshape((data.n, p)), W, Z, p, data.intercept)
+        return
     for i in range(data.n):
         start, stop = _row_span(data, i)
         for k in range(K):
@@ -347,6 +405,13 @@ def gradient_into(data, E, G):
     """G = X~^T E (the intercept row gets the column sums of E), in float64."""
     p, K = data.p, E.shape[1]
     G[:] = 0.0
+    if data.dense:
+        _dense_gradient(data.data.reshape((data.n, p)), E, G, p)
+        if data.intercept:
+            for i in range(data.n):
+                for k in range(K):
+                    G[p, k] += E[i, k]
+        return
     for i in range(data.n):
         start, stop = _row_span(data, i)
         for kk in range(start, stop):

@@ -98,34 +98,16 @@ class LinearProblem:
                                     self.fit_intercept, self.inv_metric)  # fmt: skip
         return self._data
 
-    @property
-    def _blas(self):
-        # Dense float64 X: BLAS products, 5-8x faster than the compiled loops (measured on
-        # 10,000 x 500). float32 and sparse X take the compiled loops, which accumulate in
-        # float64 without a float64 copy of X.
-        return not sp.issparse(self.X) and self.X.dtype == np.float64
-
     def predict(self, W):
-        """Z = X W (+ the intercept row), float64."""
-        W = np.ascontiguousarray(W, dtype=np.float64)
-        if self._blas:
-            Z = _columnwise(self.X, W[: self.p])
-            return Z + W[self.p] if self.fit_intercept else Z
+        """Z = X W (+ the intercept row), float64 (compiled: no float64 copy of float32 X)."""
         Z = np.empty((self.n, W.shape[1]))
-        predict_into(self.data, W, Z)
+        predict_into(self.data, np.ascontiguousarray(W, dtype=np.float64), Z)
         return Z
 
     def gradient(self, E):
         """X~^T E / n (float64)."""
-        E = np.ascontiguousarray(E, dtype=np.float64)
-        if self._blas:
-            G = np.empty((self.n_rows, E.shape[1]))
-            G[: self.p] = _columnwise(self.X.T, E)
-            if self.fit_intercept:
-                G[self.p] = E.sum(axis=0)
-            return G / self.n
         G = np.empty((self.n_rows, E.shape[1]))
-        gradient_into(self.data, E, G)
+        gradient_into(self.data, np.ascontiguousarray(E, dtype=np.float64), G)
         return G / self.n
 
     def rows(self, idx):
@@ -204,15 +186,6 @@ class LinearProblem:
             if not lam > 0.0:
                 break
         return self.datafit.curvature * lam
-
-
-def _columnwise(A, B):
-    """A @ B for a dense A. BLAS runs a skinny product with 2 or 3 columns several times
-    slower than as many matrix-vector products (measured: 100k x 100 times 2 columns,
-    48 ms against 31 ms), so those are done column by column."""
-    if B.shape[1] <= 3:
-        return np.column_stack([A @ B[:, j] for j in range(B.shape[1])])
-    return A @ B
 
 
 def _largest_eig_gram(problem):
