@@ -115,24 +115,38 @@ def _column(data, kk, start):
     return kk - start if data.dense else data.indices[kk]
 
 
-# Dense rows: contiguous loops whose float64 sums LLVM may reassociate (vectorise).
+# Dense rows: contiguous loops whose float64 sums LLVM may reassociate (vectorise). One
+# output: a scalar accumulator along the row; several: the outputs innermost (a row of W is
+# contiguous), which measured 3-5x faster for 10 classes than one pass per output.
 @njit(cache=True, fastmath={"reassoc", "contract"})
 def _dense_dot(x, W, z):
     """z[k] += sum_j x[j] W[j, k]."""
-    for k in range(W.shape[1]):
+    K = W.shape[1]
+    if K == 1:
         acc = 0.0
         for j in range(x.shape[0]):
-            acc += x[j] * W[j, k]
-        z[k] += acc
+            acc += x[j] * W[j, 0]
+        z[0] += acc
+        return
+    for j in range(x.shape[0]):
+        xj = x[j]
+        for k in range(K):
+            z[k] += xj * W[j, k]
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
 def _dense_axpy(x, e, G):
     """G[j, k] += e[k] x[j]."""
-    for k in range(e.shape[0]):
-        ek = e[k]
+    K = e.shape[0]
+    if K == 1:
+        e0 = e[0]
         for j in range(x.shape[0]):
-            G[j, k] += ek * x[j]
+            G[j, 0] += e0 * x[j]
+        return
+    for j in range(x.shape[0]):
+        xj = x[j]
+        for k in range(K):
+            G[j, k] += e[k] * xj
 
 
 @njit(**JIT)
@@ -361,13 +375,11 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
 def _dense_predict(X, W, Z, p, intercept):
-    # Reassociation lets LLVM vectorise the float64 sums of a float32 row (the only use).
+    # Reassociation lets LLVM vectorise the float64 sums of a float32 row.
     for i in range(X.shape[0]):
         for k in range(W.shape[1]):
-            acc = W[p, k] if intercept else 0.0
-            for j in range(p):
-                acc += X[i, j] * W[j, k]
-            Z[i, k] = acc
+            Z[i, k] = W[p, k] if intercept else 0.0
+        _dense_dot(X[i], W, Z[i])
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
@@ -376,10 +388,7 @@ def _dense_gradient(X, E, G, p):
         for k in range(E.shape[1]):
             G[j, k] = 0.0
     for i in range(X.shape[0]):
-        for k in range(E.shape[1]):
-            e = E[i, k]
-            for j in range(p):
-                G[j, k] += X[i, j] * e
+        _dense_axpy(X[i], E[i], G)
 
 
 @njit(**JIT)
