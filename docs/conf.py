@@ -37,6 +37,8 @@ sphinx_gallery_conf = {
     "abort_on_example_error": True,
     "download_all_examples": False,
     "remove_config_comments": True,
+    # No sg_execution_times.rst: a build must leave the source tree as it found it.
+    "write_computation_times": False,
 }
 
 
