@@ -150,6 +150,20 @@ def _dense_axpy(x, e, G):
 
 
 @njit(**JIT)
+def _row_dot(data, i, W, z):
+    """z[k] += x_i . W[:, k] over the stored entries of row i (dense or CSR)."""
+    start, stop = _row_span(data, i)
+    if data.dense:
+        _dense_dot(data.data[start:stop], W, z)
+        return
+    for kk in range(start, stop):
+        x = data.data[kk]
+        j = data.indices[kk]
+        for k in range(z.shape[0]):
+            z[k] += x * W[j, k]
+
+
+@njit(**JIT)
 def _build_active(data, pen, W, mu, sigma_low, lazy, active, act, v, t, u):
     """The coordinates each step must visit besides the touched ones; returns their count."""
     p, K = data.p, W.shape[1]
@@ -229,13 +243,7 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
             start, stop = _row_span(data, i)
             for k in range(K):
                 Z[r, k] = W[p, k] if data.intercept else 0.0
-            if data.dense:
-                _dense_dot(data.data[start:stop], W, Z[r])
-            for kk in range(start, stop * (not data.dense)):
-                j = _column(data, kk, start)
-                x = data.data[kk]
-                for k in range(K):
-                    Z[r, k] += x * W[j, k]
+            _row_dot(data, i, W, Z[r])
             if norm_test:  # ||x~_i||^2 in the metric's dual norm, for the norm test only
                 sq = data.inv_metric[p] if data.intercept else 0.0
                 for kk in range(start, stop):
@@ -249,10 +257,11 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
                     e[k] -= ref.D[i, k]
                 e[k] /= m
                 sum_e[k] += e[k]
-            if data.dense:
+            if data.dense:  # every coordinate already marked and touched
                 _dense_axpy(data.data[start:stop], e, g)
-            for kk in range(start, stop * (not data.dense)):
-                j = _column(data, kk, start)
+                continue
+            for kk in range(start, stop):
+                j = data.indices[kk]
                 if mark[j] != step:
                     mark[j] = step
                     g[j] = ref.mu[j]
@@ -306,16 +315,9 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
         div = 0.0
         for r in range(m):
             i = a + r
-            start, stop = _row_span(data, i)
             for k in range(K):
                 zs[k] = s_int[k] if data.intercept else 0.0
-            if data.dense:
-                _dense_dot(data.data[start:stop], S, zs)
-            for kk in range(start, stop * (not data.dense)):
-                j = _column(data, kk, start)
-                x = data.data[kk]
-                for k in range(K):
-                    zs[k] += x * S[j, k]
+            _row_dot(data, i, S, zs)
             div += data.sw[i] * bregman(fit, Z[r], zs, data.Y[i], Dl[r], losses[r])
         objective = f_batch + R_w
         rho = _ratio(xi - div / m, xi, abs(r_drop) + abs(g_dot_s), rule.eps)
@@ -374,15 +376,6 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
-def _dense_predict(X, W, Z, p, intercept):
-    # Reassociation lets LLVM vectorise the float64 sums of a float32 row.
-    for i in range(X.shape[0]):
-        for k in range(W.shape[1]):
-            Z[i, k] = W[p, k] if intercept else 0.0
-        _dense_dot(X[i], W, Z[i])
-
-
-@njit(cache=True, fastmath={"reassoc", "contract"})
 def _dense_gradient(X, E, G, p):
     for j in range(p):
         for k in range(E.shape[1]):
@@ -395,18 +388,10 @@ def _dense_gradient(X, E, G, p):
 def predict_into(data, W, Z):
     """Z = X W (+ the intercept row), accumulated in float64 whatever the dtype of X."""
     p, K = data.p, W.shape[1]
-    if data.dense:
-        _dense_predict(data.data.reshape((data.n, p)), W, Z, p, data.intercept)
-        return
     for i in range(data.n):
-        start, stop = _row_span(data, i)
         for k in range(K):
             Z[i, k] = W[p, k] if data.intercept else 0.0
-        for kk in range(start, stop):
-            j = _column(data, kk, start)
-            x = data.data[kk]
-            for k in range(K):
-                Z[i, k] += x * W[j, k]
+        _row_dot(data, i, W, Z[i])
 
 
 @njit(**JIT)
@@ -424,10 +409,9 @@ def gradient_into(data, E, G):
     for i in range(data.n):
         start, stop = _row_span(data, i)
         for kk in range(start, stop):
-            j = _column(data, kk, start)
             x = data.data[kk]
             for k in range(K):
-                G[j, k] += x * E[i, k]
+                G[data.indices[kk], k] += x * E[i, k]
         if data.intercept:
             for k in range(K):
                 G[p, k] += E[i, k]
