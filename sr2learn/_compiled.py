@@ -11,9 +11,17 @@ the engine cacheable on disk.
 
 from numba.extending import overload
 
-__all__ = ["JIT", "loss_derivative", "bregman", "prox_entries", "value_entries"]
+__all__ = ["JIT", "loss_derivative", "bregman", "prox_entries", "value_entries", "name_kernel"]
 
 JIT = {"cache": True, "error_model": "numpy"}
+
+
+def name_kernel(cls):
+    """Give ``cls.Kernel`` its own name (``L1Kernel``, ``LogisticKernel``...): numba names
+    and mangles a NamedTuple type by its class's ``__name__``, so two kernels both called
+    ``Kernel`` with the same fields collide (Logistic ran Quadratic's compiled code)."""
+    if "Kernel" in cls.__dict__:
+        cls.Kernel.__name__ = f"{cls.__name__}Kernel"
 
 
 def loss_derivative(kernel, z, y, d):

@@ -37,6 +37,8 @@ import numpy as np
 from numba.extending import register_jitable
 from scipy.special import expit, log_expit, logsumexp, softmax, xlogy
 
+from ._compiled import name_kernel
+
 # Below this |dz| the Bregman terms use their Taylor series (4th order: relative error
 # about dz^3 / 60, against a cancellation error of eps / dz^2 in the plain difference).
 _TAYLOR_BELOW = 1e-2
@@ -56,10 +58,7 @@ class Datafit:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        # numba names (and mangles) a NamedTuple type by its class's __name__: every
-        # Kernel must have its own, or two datafits' compiled functions collide.
-        if "Kernel" in cls.__dict__:
-            cls.Kernel.__name__ = f"{cls.__name__}Kernel"
+        name_kernel(cls)
 
     def kernel(self):
         return self.Kernel(curvature=self.curvature)

@@ -38,14 +38,9 @@ import numpy as np
 from array_api_compat import array_namespace
 from numba.extending import register_jitable
 
+from ._compiled import name_kernel
+
 __all__ = ["Penalty", "L1", "L0", "Lp", "L0Ball", "check_penalty", "PENALTY_NAMES"]
-
-
-def _name_kernel(cls):
-    """numba names (and mangles) a NamedTuple type by its class's ``__name__``: every
-    ``Kernel`` must have its own, or two penalties' compiled functions collide."""
-    if "Kernel" in cls.__dict__:
-        cls.Kernel.__name__ = f"{cls.__name__}Kernel"
 
 
 class Penalty:
@@ -57,7 +52,7 @@ class Penalty:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        _name_kernel(cls)
+        name_kernel(cls)
 
     def kernel(self):
         """The compiled form's parameters (an instance of ``type(self).Kernel``)."""
