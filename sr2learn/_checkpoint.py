@@ -25,7 +25,6 @@ class Draw:
     idx: object
     ZB: np.ndarray
     dloss: np.ndarray  # l'(z_i)
-    losses: np.ndarray
     g: np.ndarray
     S: np.ndarray
     W_trial: np.ndarray
@@ -63,7 +62,6 @@ def draw_step(problem, penalty, W, R_w, sigma, idx, ref):
     m = swB.shape[0]
     ZB = problem.batch_linear(XB, W)
     dloss = problem.datafit.derivative(ZB, YB)
-    losses = problem.datafit.loss(ZB, YB)
     E = dloss * swB[:, None] / m
     if ref is not None and ref.svrg:
         E = E - ref.D[idx] / m
@@ -71,7 +69,7 @@ def draw_step(problem, penalty, W, R_w, sigma, idx, ref):
     if ref is not None and ref.svrg:
         g = g + ref.mu
     W_trial, R_trial, xi, step_sq = prox_step(problem, penalty, W, R_w, g, sigma)
-    return Draw(idx, ZB, dloss, losses, g, W_trial - W, W_trial, R_trial, xi, step_sq)
+    return Draw(idx, ZB, dloss, g, W_trial - W, W_trial, R_trial, xi, step_sq)
 
 
 # -- checkpoints ---------------------------------------------------------------------------
@@ -80,7 +78,6 @@ class Checkpoint:
     """Full-data quantities at W (after the exact intercept update)."""
 
     W: np.ndarray
-    R: float
     objective: float
     G: np.ndarray  # grad f at W, user coordinates
     D: np.ndarray  # s_i l'(z_i) per sample, in the problem's row order
@@ -140,7 +137,7 @@ def _exact_variance(problem, E, mean_grad, batch_size):
 def _in_batch_variance(problem, draw, ref):
     """Unbiased in-batch estimate of E||grad f(w) - g||^2 from the draw's own rows."""
     idx = draw.idx
-    XB, _, swB = problem.rows(idx)
+    swB = problem.sw[idx]
     m = swB.shape[0]
     if m <= 1 or m >= problem.n:
         return 0.0
@@ -153,11 +150,12 @@ def _in_batch_variance(problem, draw, ref):
     return (1.0 - m / problem.n) / (m * (m - 1)) * max(total, 0.0)
 
 
-def checkpoint(problem, penalty, W, *, scale=None, diagnostic=None):
+def checkpoint(problem, penalty, W, *, diagnostic=None):
     """Full-data quantities at W: one pass for the predictions, the exact intercept, one
     pass for the gradient. The criterion is the relative duality gap gap / F(w) for a
-    convex penalty (``penalty.dual_scale``), else the stationarity measure relative to
-    ``scale`` (default: the intercept-only model's, see :func:`_null_scale`).
+    convex penalty (``penalty.dual_scale``), else the stationarity measure relative to the
+    intercept-only model's gradient (:func:`_null_scale`, cached on the problem and carried
+    by its shuffled and restricted copies).
 
     ``diagnostic`` (a dict with ``sigma``, ``batch_size``, ``ref``, ``rng``,
     ``variance_estimate``) adds the diagnostics' Theorem 4 terms for one step drawn at W
@@ -178,7 +176,7 @@ def checkpoint(problem, penalty, W, *, scale=None, diagnostic=None):
     if diagnostic is None:
         G = problem.gradient(E)
     else:
-        draw, G, G_trial, E_trial = _trial_pass(problem, penalty, W, R_w, Z, E, diagnostic)
+        draw, G, G_trial = _trial_pass(problem, penalty, W, R_w, Z, E, diagnostic)
     objective = f + R_w
     measure = _stationarity_measure(problem, penalty, W, R_w, G)
     kappa = penalty.dual_scale(G[:p])
@@ -188,11 +186,11 @@ def checkpoint(problem, penalty, W, *, scale=None, diagnostic=None):
         gap = max(objective - dual, 0.0)
         criterion = gap / objective if objective > 0 else 0.0
     else:
-        scale = _null_scale(problem, penalty) if scale is None else scale
+        scale = _null_scale(problem, penalty)
         criterion = measure / scale if scale > 0 else (0.0 if measure == 0 else math.inf)
-    ck = Checkpoint(W, R_w, objective, G, E, measure, gap, criterion)
+    ck = Checkpoint(W, objective, G, E, measure, gap, criterion)
     if draw is not None:
-        ck.record = _theorem4_terms(problem, penalty, ck, draw, G_trial, E_trial, diagnostic)
+        ck.record = _theorem4_terms(problem, penalty, ck, draw, G_trial, diagnostic)
     return ck
 
 
@@ -205,10 +203,10 @@ def _trial_pass(problem, penalty, W, R_w, Z, E, diagnostic):
     K = problem.K
     E_trial = problem.datafit.derivative(Z_trial, problem.Y) * problem.sw[:, None]
     both = problem.gradient(np.concatenate([E, E_trial], axis=1))
-    return draw, both[:, :K], both[:, K:], E_trial
+    return draw, both[:, :K], both[:, K:]
 
 
-def _theorem4_terms(problem, penalty, ck, draw, G_trial, E_trial, diagnostic):
+def _theorem4_terms(problem, penalty, ck, draw, G_trial, diagnostic):
     """The diagnostics' row: dist in user coordinates; the Theorem 4 terms in the metric."""
     ref, b = diagnostic["ref"], min(diagnostic["batch_size"], problem.n)
     if diagnostic["variance_estimate"] == "batch":

@@ -35,8 +35,6 @@ class SolverState:
     batch_size: int
     n_steps: int = 0
     n_epochs: int = 0
-    grad: np.ndarray | None = None  # grad f at W, from the last checkpoint
-    derivatives: np.ndarray | None = None  # s_i l'(z_i) at W, in the caller's row order
 
 
 def svrg_sigma_floor(problem, b):
@@ -73,7 +71,6 @@ class _Settings:
     variance_estimate: str = "exact"
     lazy: bool = True
     light: bool = False
-    scale: float | None = None
     verbose: int = 0
 
 
@@ -126,26 +123,23 @@ def _epoch(problem, penalty, W, R_w, sigma, b, ref, rng, settings, rule):
 
 def solve(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction, rng,
           diagnostics, checkpoint_every=1, variance_estimate="exact", verbose=0, lazy=True,
-          reference=None, light=False, scale=None, stability_floor=True,
-          min_epochs=0):  # fmt: skip
+          reference=None, light=False, stability_floor=True, min_epochs=0):  # fmt: skip
     """Run SR2 for at most ``max_epochs`` epochs from ``state``; returns a new state.
 
     Stops at a checkpoint whose scale-free criterion (see :func:`checkpoint`) is at most
     ``tol`` (``tol=None``: never); a start that already meets it takes no step. Checkpoints
     are recorded in ``diagnostics`` every ``checkpoint_every`` epochs and at the returned
     point. ``reference`` (per-sample derivatives and the gradient at ``state.W``, in the
-    caller's row order) replaces the first data pass under SVRG; ``light=True`` records no
-    checkpoint (the working set's inner solves, whose full-problem checkpoints are the
-    ones reported); ``scale`` fixes the nonconvex criterion's scale;
-    ``stability_floor`` raises sigma_min to :func:`svrg_sigma_floor` under SVRG; at least
-    ``min_epochs`` epochs are run (a fresh fit runs one: for a nonconvex penalty w = 0 is
-    often stationary at the criterion's step 1/L, yet SR2's own first steps, longer, leave
-    it). ``state`` and
-    ``diagnostics``' past records are not modified; the new checkpoints and steps are
-    appended to ``diagnostics``.
+    caller's row order) replaces the first data pass under SVRG; ``light=True`` records
+    no checkpoint (the working set's inner solves, whose full-problem checkpoints are the
+    ones reported); ``stability_floor`` raises sigma_min to :func:`svrg_sigma_floor`
+    under SVRG; at least ``min_epochs`` epochs are run (a fresh fit runs one: for a
+    nonconvex penalty w = 0 is often stationary at the criterion's step 1/L, yet SR2's own
+    first steps, longer, leave it). ``state`` and ``diagnostics``' past records are not
+    modified; the new checkpoints and steps are appended to ``diagnostics``.
     """
     s = _Settings(max_epochs, tol, variance_reduction, checkpoint_every, variance_estimate,
-                  lazy, light, scale, verbose)  # fmt: skip
+                  lazy, light, verbose)  # fmt: skip
     work = problem.shuffled(rng) if max_epochs > 0 else problem
     W = np.array(state.W, dtype=np.float64)
     if not math.isfinite(penalty.value(W[: problem.p])):
@@ -164,7 +158,7 @@ def solve(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction,
         ref = Reference(True, np.ascontiguousarray(reference[0][order]), reference[1])
     log = _StepLog(sigma)
     converged = False
-    ck = prev = None  # the checkpoint at W (None once W moved), the last one passed
+    prev = None  # the last checkpoint the iterates passed (the SVRG safeguard's anchor)
     epochs = 0
     while True:
         due = _checkpoint_due(epochs, s, diagnostics)
@@ -189,14 +183,12 @@ def solve(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction,
                 ref = Reference(True, ck.D, ck.G)
         if converged or epochs >= max_epochs:
             break
-        ck = None
         if svrg and ref is None:
             ck = prev = _checkpoint(work, penalty, W, sigma, b, ref, s, diag_rng, False)
             W, ref = ck.W, Reference(True, ck.D, ck.G)
         R_w = penalty.value(W[: problem.p])
         W, R_w, sigma, trace, clamps, failed, tested = _epoch(
             work, penalty, W.copy(), R_w, sigma, b, ref, rng, s, rule)  # fmt: skip
-        ck = None
         log.add(trace)
         diagnostics.n_sigma_clamps += clamps
         diagnostics.record_trace(n_steps + 1, n_epochs + 1, trace)
@@ -207,11 +199,7 @@ def solve(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction,
             b = min(problem.n, 2 * b)
     if not light:
         diagnostics.converged = bool(converged)
-    grad = derivatives = None
-    if ck is not None:
-        grad = ck.G
-        derivatives = ck.D if work.order is None else _unshuffle(ck.D, work.order)
-    return SolverState(W, sigma, b, n_steps, n_epochs, grad=grad, derivatives=derivatives)
+    return SolverState(W, sigma, b, n_steps, n_epochs)
 
 
 def _checkpoint_due(epochs, s, diagnostics):
@@ -225,18 +213,14 @@ def _checkpoint_due(epochs, s, diagnostics):
     return epochs % s.checkpoint_every == 0
 
 
-def _unshuffle(D, order):
-    out = np.empty_like(D)
-    out[order] = D
-    return out
-
-
 # An SVRG epoch that raised F(w) is undone and the sigma floor multiplied by this.
 _RESTART_FACTOR = 4.0
 
 
 def _went_up(new, old):
-    """F rose over an epoch by more than rounding (or became non-finite)."""
+    """F rose over an epoch by more than 1e-6 relative (or became non-finite): a rise
+    well above the noise of a converging SVRG epoch, which near the optimum is far
+    smaller, and well below the percent-level rises of an unstable one."""
     return not new <= old + 1e-6 * abs(old)
 
 
@@ -246,7 +230,7 @@ def _checkpoint(problem, penalty, W, sigma, b, ref, s, rng, full):
     if full:
         diagnostic = dict(sigma=sigma, batch_size=b, ref=ref, rng=rng,
                           variance_estimate=s.variance_estimate)  # fmt: skip
-    return checkpoint(problem, penalty, W, scale=s.scale, diagnostic=diagnostic)
+    return checkpoint(problem, penalty, W, diagnostic=diagnostic)
 
 
 def _record(diagnostics, ck, sigma, b, log, n_steps, n_epochs, verbose):

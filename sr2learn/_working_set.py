@@ -12,7 +12,6 @@ import math
 
 import numpy as np
 
-from ._checkpoint import _null_scale
 from ._sr2 import SolverState, _checkpoint, _record, _Settings, _StepLog, solve
 from .diagnostics import ConvergenceDiagnostics
 
@@ -71,16 +70,14 @@ def solve_working_set(problem, penalty, state, rule, *, max_epochs, tol, varianc
     W = np.array(state.W, dtype=np.float64)
     sigma, b = state.sigma, state.batch_size
     epochs, steps = state.n_epochs, state.n_steps
-    scale = None if penalty.dual_scale(np.zeros((1, 1))) is not None else \
-        _null_scale(problem, penalty)  # fmt: skip
     size = INITIAL_SIZE
     log = _StepLog(sigma)
     diag_rng = np.random.default_rng(rng.integers(2**32))
     converged = False
     last_criterion = None
+    settings = _Settings(0, tol, variance_reduction, variance_estimate=variance_estimate,
+                         verbose=verbose)  # fmt: skip
     while True:
-        settings = _Settings(0, tol, variance_reduction, variance_estimate=variance_estimate,
-                             scale=scale, verbose=verbose)  # fmt: skip
         ck = _checkpoint(problem, penalty, W, sigma, b, None, settings, diag_rng, True)
         _record(diagnostics, ck, sigma, b, log, steps, epochs, verbose)
         W = ck.W
@@ -94,7 +91,7 @@ def solve_working_set(problem, penalty, state, rule, *, max_epochs, tol, varianc
         size = max(INITIAL_SIZE, 2 * support, 2 * size if stalled else 0)
         last_criterion = ck.criterion
         ws = _working_set(problem, penalty, W, ck.G, size)
-        sub = problem.restricted(ws)
+        sub = problem.restricted(ws)  # keeps the full problem's L and criterion scale
         rows = np.r_[ws, np.arange(p, problem.n_rows)]
         # Solve the restricted problem a decade below the full problem's criterion; W is
         # zero off the set, so the checkpoint's derivatives and gradient rows are the
@@ -106,7 +103,7 @@ def solve_working_set(problem, penalty, state, rule, *, max_epochs, tol, varianc
         new = solve(sub, penalty, SolverState(W[rows], sigma, b, steps, epochs), rule,
                     max_epochs=max_epochs - (epochs - state.n_epochs), tol=inner_tol,
                     variance_reduction=variance_reduction, rng=rng, diagnostics=inner,
-                    reference=reference, light=True, scale=scale,
+                    reference=reference, light=True,
                     stability_floor=stability_floor)  # fmt: skip
         diagnostics.extend_steps(inner)
         log.add(inner.trace_array())
@@ -116,5 +113,5 @@ def solve_working_set(problem, penalty, state, rule, *, max_epochs, tol, varianc
             print(f"[SR2 working set] {ws.size} features, criterion {ck.criterion:.3e}, "
                   f"{new.n_epochs - sub_start} epochs")  # fmt: skip
     diagnostics.converged = converged
-    return SolverState(W, sigma, b, steps, epochs, grad=ck.G)
+    return SolverState(W, sigma, b, steps, epochs)
 
