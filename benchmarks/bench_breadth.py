@@ -243,6 +243,15 @@ def first_reaching(rows, best, level):
     return "cap" if rows and rows[-1]["time"] is None else None
 
 
+def default_fit_cells(sr2, best):
+    """Table cells of a default SR2 fit: time, epochs, suboptimality, converged, nnz."""
+    if sr2 is None:
+        return ["cap"] * 5
+    sub = max(rel(sr2["objective"], best), 0)
+    return [f"{sr2['time']:.3g}", str(sr2["n_iter"]), f"{sub:.1e}", str(sr2["converged"]),
+            str(sr2["nnz"])]  # fmt: skip
+
+
 def fmt_t(x):
     if x is None:
         return "cap"
@@ -411,17 +420,7 @@ def section_mnist(args):
         hit = first_reaching(rows, best, 1e-3)
         t_saga = row_time(hit)
         t_sr2 = None if sr2 is None else sr2["time"]
-        sr2_cells = (
-            ["cap"] * 5
-            if sr2 is None
-            else [
-                f"{sr2['time']:.3g}",
-                str(sr2["n_iter"]),
-                f"{max(rel(sr2['objective'], best), 0):.1e}",
-                str(sr2["converged"]),
-                str(sr2["nnz"]),
-            ]
-        )
+        sr2_cells = default_fit_cells(sr2, best)
         saga_cells = [fmt_t(t_saga)] + (
             [str(hit["n_iter"]), str(hit["nnz"])] if isinstance(hit, dict) else ["-", "-"]
         )
@@ -919,17 +918,7 @@ def section_text(args):
         t_sk = row_time(hit)
         t_sr2 = None if sr2 is None else sr2["time"]
         sub = None if sr2 is None else max(rel(sr2["objective"], best), 0)
-        sr2_cells = (
-            ["cap"] * 5
-            if sr2 is None
-            else [
-                f"{sr2['time']:.3g}",
-                str(sr2["n_iter"]),
-                f"{sub:.1e}",
-                str(sr2["converged"]),
-                str(sr2["nnz"]),
-            ]
-        )
+        sr2_cells = default_fit_cells(sr2, best)
         sk_cells = [fmt_t(t_sk)] + (
             [f"{hit['setting']:g}", str(hit["nnz"])] if isinstance(hit, dict) else ["-", "-"]
         )
