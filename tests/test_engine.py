@@ -199,8 +199,9 @@ def test_float32_data_are_solved_to_the_accuracy_of_float64(kind):
         y, Est = np.digitize(z, np.quantile(z, [1 / 3, 2 / 3])), SR2Classifier
     X32 = X.astype(np.float32)
     X64 = X32.astype(np.float64)  # the same problem, exactly representable in float64
-    fit32 = Est(alpha=1e-2, tol=1e-8, random_state=0).fit(X32, y)
-    fit64 = Est(alpha=1e-2, tol=1e-8, random_state=0).fit(X64, y)
+    sw = 0.5 + rng.random(300)  # weights not representable in float32
+    fit32 = Est(alpha=1e-2, tol=1e-8, random_state=0).fit(X32, y, sample_weight=sw)
+    fit64 = Est(alpha=1e-2, tol=1e-8, random_state=0).fit(X64, y, sample_weight=sw)
     d32, d64 = fit32.diagnostics_, fit64.diagnostics_
     assert d32.converged and d64.converged
     assert fit32.coef_.dtype == np.float32
