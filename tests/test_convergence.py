@@ -105,6 +105,18 @@ def test_scaling_X_and_alpha_gives_the_same_model(scale, penalty):
     assert abs(scaled.n_iter_ - base.n_iter_) <= 0.5 * base.n_iter_
 
 
+@pytest.mark.parametrize("scale", [1e-4, 1e4])
+def test_scaling_y_and_alpha_gives_the_same_model_in_the_units_of_y(scale):
+    # y -> c y, alpha -> c alpha: w -> c w and F -> c^2 F. A criterion relative to F stops
+    # at the same point; an absolute one would stop far earlier or far later.
+    X, y = make_regression(150, 8, n_informative=4, noise=0.5, random_state=7)
+    base = SR2Regressor(alpha=0.5, tol=1e-8, random_state=0).fit(X, y)
+    scaled = SR2Regressor(alpha=0.5 * scale, tol=1e-8, random_state=0).fit(X, y * scale)
+    assert base.diagnostics_.converged and scaled.diagnostics_.converged
+    assert abs(scaled.n_iter_ - base.n_iter_) <= 0.5 * base.n_iter_
+    np.testing.assert_allclose(scaled.coef_ / scale, base.coef_, rtol=1e-4, atol=1e-8)
+
+
 def test_the_criterion_does_not_depend_on_the_number_of_samples():
     X, y = make_classification(300, 10, random_state=2)
     one = SR2Classifier(alpha=1e-2, tol=1e-9, random_state=0).fit(X, y)

@@ -66,8 +66,9 @@ def test_theorem4_bound_holds_at_every_checkpoint(
         ("l1", 1e-2, "classifier"),
     ],
 )
+@pytest.mark.parametrize("units", ["standardised", "mixed"])
 def test_reported_distance_matches_an_independent_computation(
-    diabetes, breast_cancer, penalty, alpha, make
+    diabetes, breast_cancer, penalty, alpha, make, units
 ):
     if make == "regressor":
         X, y = diabetes
@@ -84,6 +85,13 @@ def test_reported_distance_matches_an_independent_computation(
         coef, intercept = est.coef_.ravel(), est.intercept_[0]
         dloss = 1.0 / (1.0 + np.exp(-(X @ coef + intercept))) - y
     n = X.shape[0]
+    if units == "mixed":  # columns 1e-2 to 1e2 apart: the solver's metric is far from 1
+        X = X * np.logspace(-2, 2, X.shape[1])
+        Est = type(est)
+        est = fit_quietly(Est(penalty=penalty, alpha=alpha, max_iter=7, random_state=0), X, y)
+        coef, intercept = np.ravel(est.coef_), np.ravel(est.intercept_)[0]
+        z = X @ coef + intercept
+        dloss = z - y if make == "regressor" else 1.0 / (1.0 + np.exp(-z)) - y
     grad_coef = X.T @ dloss / n
     # dist is in the user's coordinates: the intercept is a plain variable, d f / d b is
     # mean(dloss), and no metric or scaling enters.
