@@ -164,6 +164,38 @@ def _row_dot(data, i, W, z):
 
 
 @njit(**JIT)
+def _row_norm_sq(data, i):
+    """||x~_i||^2 in the metric's dual norm (the norm test's only use)."""
+    start, stop = _row_span(data, i)
+    sq = data.inv_metric[data.p] if data.intercept else 0.0
+    for kk in range(start, stop):
+        sq += data.data[kk] ** 2 * data.inv_metric[_column(data, kk, start)]
+    return sq
+
+
+@njit(**JIT)
+def _add_row_gradient(data, i, e, g, mu, mark, step, touched, n_touch):
+    """g[j] += e x_ij over row i; a column first met in this step starts from mu_j and
+    joins ``touched``. Returns the new number of touched columns (dense rows: every column
+    was marked at the start of the step)."""
+    start, stop = _row_span(data, i)
+    if data.dense:
+        _dense_axpy(data.data[start:stop], e, g)
+        return n_touch
+    for kk in range(start, stop):
+        j = data.indices[kk]
+        if mark[j] != step:
+            mark[j] = step
+            g[j] = mu[j]
+            touched[n_touch] = j
+            n_touch += 1
+        x = data.data[kk]
+        for k in range(e.shape[0]):
+            g[j, k] += e[k] * x
+    return n_touch
+
+
+@njit(**JIT)
 def _build_active(data, pen, W, mu, sigma_low, lazy, active, act, v, t, u):
     """The coordinates each step must visit besides the touched ones; returns their count."""
     p, K = data.p, W.shape[1]
@@ -185,6 +217,82 @@ def _build_active(data, pen, W, mu, sigma_low, lazy, active, act, v, t, u):
             act[count] = j
             count += 1
     return count
+
+
+@njit(**JIT)
+def _trial_step(data, pen, W, g, sum_e, mu, sigma, touched, n_touch, v, t, u, w_old, S,
+                s_int):  # fmt: skip
+    """The proximal step in the metric on the visited coordinates (written into ``u``, ``S``
+    and ``s_int``); returns R(w) - R(w + s), ||s||_D^2, g's and ||g||^2 in the dual norm."""
+    p, K = data.p, W.shape[1]
+    for q in range(n_touch):
+        j = touched[q]
+        tj = data.inv_metric[j] / sigma
+        for k in range(K):
+            idx = q * K + k
+            w_old[idx] = W[j, k]
+            v[idx] = W[j, k] - g[j, k] * tj
+            t[idx] = tj
+    count = n_touch * K
+    prox_entries(pen, v, t, u, count)
+    r_drop = value_entries(pen, w_old, count) - value_entries(pen, u, count)
+    s_sq = 0.0
+    g_dot_s = 0.0
+    g_sq = 0.0
+    for q in range(n_touch):
+        j = touched[q]
+        for k in range(K):
+            s = u[q * K + k] - W[j, k]
+            S[j, k] = s
+            s_sq += s * s / data.inv_metric[j]
+            g_dot_s += g[j, k] * s
+            g_sq += g[j, k] * g[j, k] * data.inv_metric[j]
+    if data.intercept:
+        for k in range(K):
+            g_int = sum_e[k] + mu[p, k]
+            s_int[k] = -g_int * data.inv_metric[p] / sigma
+            s_sq += s_int[k] * s_int[k] / data.inv_metric[p]
+            g_dot_s += g_int * s_int[k]
+            g_sq += g_int * g_int * data.inv_metric[p]
+    return r_drop, s_sq, g_dot_s, g_sq
+
+
+@njit(**JIT)
+def _fails_norm_test(data, a, m, Dl, row_sq, g_sq, s_sq, sigma, theta):
+    """The growing batch's norm test: the in-batch variance of the mean gradient (in the
+    metric's dual norm) against theta^2 ||sigma D s||^2."""
+    total = 0.0
+    for r in range(m):
+        i = a + r
+        en = 0.0
+        for k in range(Dl.shape[1]):
+            en += (data.sw[i] * Dl[r, k]) ** 2
+        total += row_sq[r] * en
+    var = (1.0 - m / data.n) / (m * (m - 1.0)) * max(total - m * g_sq, 0.0)
+    return var > theta**2 * sigma**2 * s_sq
+
+
+@njit(**JIT)
+def _accept(data, W, u, s_int, touched, n_touch, nnz, active, act, n_act):
+    """w <- w + s on the visited coordinates; a coordinate that became nonzero joins the
+    active set. Returns the new nnz and active count."""
+    p, K = data.p, W.shape[1]
+    for q in range(n_touch):
+        j = touched[q]
+        nonzero = False
+        for k in range(K):
+            new = u[q * K + k]
+            nnz += int(new != 0.0) - int(W[j, k] != 0.0)
+            W[j, k] = new
+            nonzero = nonzero or new != 0.0
+        if nonzero and not active[j]:
+            active[j] = True
+            act[n_act] = j
+            n_act += 1
+    if data.intercept:
+        for k in range(K):
+            W[p, k] += s_int[k]
+    return nnz, n_act
 
 
 @njit(**JIT)
@@ -240,15 +348,11 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
         # Predictions, losses and derivatives of the batch; the gradient on touched rows.
         for r in range(m):
             i = a + r
-            start, stop = _row_span(data, i)
             for k in range(K):
                 Z[r, k] = W[p, k] if data.intercept else 0.0
             _row_dot(data, i, W, Z[r])
-            if norm_test:  # ||x~_i||^2 in the metric's dual norm, for the norm test only
-                sq = data.inv_metric[p] if data.intercept else 0.0
-                for kk in range(start, stop):
-                    sq += data.data[kk] ** 2 * data.inv_metric[_column(data, kk, start)]
-                row_sq[r] = sq
+            if norm_test:
+                row_sq[r] = _row_norm_sq(data, i)
             losses[r] = loss_derivative(fit, Z[r], data.Y[i], Dl[r])
             f_batch += data.sw[i] * losses[r]
             for k in range(K):
@@ -257,19 +361,7 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
                     e[k] -= ref.D[i, k]
                 e[k] /= m
                 sum_e[k] += e[k]
-            if data.dense:  # every coordinate already marked and touched
-                _dense_axpy(data.data[start:stop], e, g)
-                continue
-            for kk in range(start, stop):
-                j = data.indices[kk]
-                if mark[j] != step:
-                    mark[j] = step
-                    g[j] = ref.mu[j]
-                    touched[n_touch] = j
-                    n_touch += 1
-                x = data.data[kk]
-                for k in range(K):
-                    g[j, k] += e[k] * x
+            n_touch = _add_row_gradient(data, i, e, g, ref.mu, mark, step, touched, n_touch)
         f_batch /= m
         for q in range(n_act):
             j = act[q]
@@ -280,35 +372,9 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
                 n_touch += 1
         visits += n_touch
         # The trial step on the visited coordinates (all others have s_j = 0 exactly).
-        for q in range(n_touch):
-            j = touched[q]
-            tj = data.inv_metric[j] / sigma
-            for k in range(K):
-                idx = q * K + k
-                w_old[idx] = W[j, k]
-                v[idx] = W[j, k] - g[j, k] * tj
-                t[idx] = tj
-        count = n_touch * K
-        prox_entries(pen, v, t, u, count)
-        r_drop = value_entries(pen, w_old, count) - value_entries(pen, u, count)
-        s_sq = 0.0
-        g_dot_s = 0.0
-        g_sq = 0.0
-        for q in range(n_touch):
-            j = touched[q]
-            for k in range(K):
-                s = u[q * K + k] - W[j, k]
-                S[j, k] = s
-                s_sq += s * s / data.inv_metric[j]
-                g_dot_s += g[j, k] * s
-                g_sq += g[j, k] * g[j, k] * data.inv_metric[j]
-        if data.intercept:
-            for k in range(K):
-                g_int = sum_e[k] + ref.mu[p, k]
-                s_int[k] = -g_int * data.inv_metric[p] / sigma
-                s_sq += s_int[k] * s_int[k] / data.inv_metric[p]
-                g_dot_s += g_int * s_int[k]
-                g_sq += g_int * g_int * data.inv_metric[p]
+        r_drop, s_sq, g_dot_s, g_sq = _trial_step(data, pen, W, g, sum_e, ref.mu, sigma,
+                                                  touched, n_touch, v, t, u, w_old, S,
+                                                  s_int)  # fmt: skip
         xi = _model_decrease(r_drop, 0.0, g_dot_s, s_sq, sigma)
         # The decrease of the batch objective is xi minus the Bregman divergence of f_B
         # (under SVRG: of the consistent surrogate, whose gradient at w is exactly g).
@@ -326,34 +392,11 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
             rule.sigma_min, rule.sigma_max,
         )  # fmt: skip
         if norm_test and m > 1 and m < data.n:
-            # Norm test: the in-batch variance of the mean gradient (in the metric's dual
-            # norm) against theta^2 ||sigma D s||^2.
-            total = 0.0
-            for r in range(m):
-                i = a + r
-                en = 0.0
-                for k in range(K):
-                    en += (data.sw[i] * Dl[r, k]) ** 2
-                total += row_sq[r] * en
-            var = (1.0 - m / data.n) / (m * (m - 1.0)) * max(total - m * g_sq, 0.0)
-            violations += var > plan.norm_test_theta**2 * sigma**2 * s_sq
+            violations += _fails_norm_test(data, a, m, Dl, row_sq, g_sq, s_sq, sigma,
+                                           plan.norm_test_theta)  # fmt: skip
             tests += 1
         if accepted:
-            for q in range(n_touch):
-                j = touched[q]
-                nonzero = False
-                for k in range(K):
-                    new = u[q * K + k]
-                    nnz += int(new != 0.0) - int(W[j, k] != 0.0)
-                    W[j, k] = new
-                    nonzero = nonzero or new != 0.0
-                if nonzero and not active[j]:
-                    active[j] = True
-                    act[n_act] = j
-                    n_act += 1
-            if data.intercept:
-                for k in range(K):
-                    W[p, k] += s_int[k]
+            nnz, n_act = _accept(data, W, u, s_int, touched, n_touch, nnz, active, act, n_act)
             R_w -= r_drop
         for q in range(n_touch):
             S[touched[q]] = 0.0
