@@ -12,7 +12,8 @@ import hashlib
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
-_SOURCES = ("_compiled.py", "_engine.py", "_rule.py", "datafits.py", "penalties.py")
+_SOURCES = ("_compiled.py", "_engine.py", "_intercept.py", "_rule.py", "datafits.py",
+            "penalties.py")
 _STAMP = "sr2learn-engine.digest"
 
 
@@ -33,8 +34,8 @@ def drop_stale_kernels(cache_dir=None):
         if stamp.exists() and stamp.read_text() == digest:
             return False
         removed = False
-        for pattern in ("_engine.*.nb[ic]", "_compiled.*.nb[ic]", "datafits.*.nb[ic]",
-                        "penalties.*.nb[ic]"):  # fmt: skip
+        for pattern in ("_engine.*.nb[ic]", "_compiled.*.nb[ic]", "_intercept.*.nb[ic]",
+                        "datafits.*.nb[ic]", "penalties.*.nb[ic]"):  # fmt: skip
             for path in cache_dir.glob(pattern):
                 path.unlink(missing_ok=True)
                 removed = True
