@@ -325,7 +325,7 @@ class SR2RegressorCV(_SR2CVMixin, RegressorMixin, BaseEstimator):
         batch_size="auto",
         variance_reduction="svrg",
         max_iter=1000,
-        tol=1e-6,
+        tol=1e-4,
         random_state=None,
     ):
         self.penalty = penalty
@@ -381,7 +381,7 @@ class SR2ClassifierCV(_SR2CVMixin, ClassifierMixin, BaseEstimator):
         batch_size="auto",
         variance_reduction="svrg",
         max_iter=1000,
-        tol=1e-6,
+        tol=1e-4,
         random_state=None,
         class_weight=None,
     ):
