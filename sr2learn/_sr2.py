@@ -176,9 +176,11 @@ def solve(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction,
                     ck = _checkpoint(work, penalty, W, sigma, b, ref, s, diag_rng, True)
             prev = ck
             W = ck.W
+            converged = tol is not None and ck.criterion <= tol and epochs >= min_epochs
+            if converged and not full and not light:  # the returned point is always recorded
+                ck, full = _checkpoint(work, penalty, W, sigma, b, ref, s, diag_rng, True), True
             if full:
                 _record(diagnostics, ck, sigma, b, log, n_steps, n_epochs, s.verbose)
-            converged = tol is not None and ck.criterion <= tol and epochs >= min_epochs
             if svrg:
                 ref = Reference(True, ck.D, ck.G)
         if converged or epochs >= max_epochs:

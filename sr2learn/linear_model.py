@@ -221,8 +221,7 @@ class _BaseSR2(BaseEstimator):
             raise ValueError("The sample weights sum to zero: there is nothing to fit.")
         sample_weight = sample_weight * (n / total)
         penalty = check_penalty(self.penalty, self.alpha)
-        metric = None if first else self._metric
-        problem = LinearProblem(X, Y, sample_weight, datafit, self.fit_intercept, metric)
+        problem = self._problem(X, Y, sample_weight, datafit, None if first else self._metric)
         b = self._batch_size(X, partial)
         seed = check_random_state(self.random_state).randint(2**31 - 1)
         gen = np.random.default_rng(seed)
@@ -250,6 +249,7 @@ class _BaseSR2(BaseEstimator):
                               max_epochs=1 if partial else self.max_iter,
                               tol=None if partial else self.tol, min_epochs=int(fresh),
                               checkpoint_every=self.checkpoint_every, **common)  # fmt: skip
+        self._remember_path_constants(problem)
         # Only a finished solve makes the estimator fitted.
         self._state, self._rule = state, rule
         self._metric = (problem.metric, problem.intercept_metric)
@@ -261,6 +261,23 @@ class _BaseSR2(BaseEstimator):
             warnings.warn(_not_converged_message(self, diagnostics, rule), ConvergenceWarning,
                           stacklevel=3)  # fmt: skip
         return self
+
+    def _problem(self, X, Y, sample_weight, datafit, metric):
+        """The fit's problem. Along a regularisation path (``_walk_path`` sets
+        ``_path_constants`` for fits on the same data) the data's constants, the metric, L
+        and the criterion's scale, are computed by the first fit only."""
+        known = getattr(self, "_path_constants", None) or {}
+        problem = LinearProblem(X, Y, sample_weight, datafit, self.fit_intercept,
+                                metric or known.get("metric"))  # fmt: skip
+        problem._lipschitz = known.get("lipschitz")
+        problem.null_scale = known.get("null_scale")
+        return problem
+
+    def _remember_path_constants(self, problem):
+        known = getattr(self, "_path_constants", None)
+        if known is not None:
+            known.update(metric=(problem.metric, problem.intercept_metric),
+                         lipschitz=problem.lipschitz(), null_scale=problem.null_scale)  # fmt: skip
 
     def _batch_size(self, X, partial):
         n = X.shape[0]
