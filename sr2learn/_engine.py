@@ -42,7 +42,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from ._cache import drop_stale_kernels
+from ._cache import CACHE, drop_stale_kernels
 from ._compiled import JIT, bregman, loss_derivative, prox_entries, value_entries
 from ._rule import model_decrease, sr2_ratio, sr2_update
 
@@ -118,7 +118,7 @@ def _column(data, kk, start):
 # Dense rows: contiguous loops whose float64 sums LLVM may reassociate (vectorise). One
 # output: a scalar accumulator along the row; several: the outputs innermost (a row of W is
 # contiguous), which measured 3-5x faster for 10 classes than one pass per output.
-@njit(cache=True, fastmath={"reassoc", "contract"})
+@njit(cache=CACHE, fastmath={"reassoc", "contract"})
 def _dense_dot(x, W, z):
     """z[k] += sum_j x[j] W[j, k]."""
     K = W.shape[1]
@@ -134,7 +134,7 @@ def _dense_dot(x, W, z):
             z[k] += xj * W[j, k]
 
 
-@njit(cache=True, fastmath={"reassoc", "contract"})
+@njit(cache=CACHE, fastmath={"reassoc", "contract"})
 def _dense_axpy(x, e, G):
     """G[j, k] += e[k] x[j]."""
     K = e.shape[0]
@@ -418,7 +418,7 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
     return clamps, visits, violations, tests
 
 
-@njit(cache=True, fastmath={"reassoc", "contract"})
+@njit(cache=CACHE, fastmath={"reassoc", "contract"})
 def _dense_gradient(X, E, G, p):
     for j in range(p):
         for k in range(E.shape[1]):
