@@ -155,7 +155,7 @@ def checkpoint(problem, penalty, W, *, diagnostic=None):
     pass for the gradient. The criterion is the relative duality gap gap / F(w) for a
     convex penalty (``penalty.dual_scale``), else the stationarity measure relative to the
     intercept-only model's gradient (:func:`_null_scale`, cached on the problem and carried
-    by its shuffled and restricted copies).
+    by its restricted problems).
 
     ``diagnostic`` (a dict with ``sigma``, ``batch_size``, ``ref``, ``rng``,
     ``variance_estimate``) adds the diagnostics' Theorem 4 terms for one step drawn at W

@@ -5,18 +5,20 @@ decrease, the ratio and the sigma update of the paper (the rule is compiled from
 :mod:`sr2learn._rule` itself), the datafit and penalty formulas reached through
 :mod:`sr2learn._compiled`. Its inputs are a few named structures:
 
-- ``EngineData``: X (dense, as its C-ordered ravel, or CSR arrays), the targets Y
-  (n x K), the sample weights, whether there is an intercept, and the diagonal metric
-  (``inv_metric``: 1 / d_j^2 per row of W, see below);
+- ``EngineData``: X as the caller holds it (dense, as its C-ordered ravel, float64 or
+  float32; or CSR arrays, with int32 or int64 indices: numba compiles each kind once, and
+  nothing is copied), the targets Y (n x K), the sample weights, whether there is an
+  intercept, the diagonal metric (``inv_metric``: 1 / d_j^2 per row of W, see below), and
+  which columns of X the rows of W stand for (all of them, or a working set's);
 - ``RuleParams``: eta1, eta2, gamma1, gamma3, the sigma clamp, and the machine epsilon;
 - ``EpochState``: the iterate W ((p + intercept) x K, float64 whatever the dtype of X, so
   float32 data are solved to float64 accuracy at float32 memory traffic) and
   ``scalars = [sigma, R(W)]``, both updated in place;
 - ``Reference``: the SVRG reference (per-sample derivatives and the full gradient; empty
   without variance reduction);
-- ``EpochPlan``: the batches (``edges[order[k]]:edges[order[k] + 1]``, contiguous rows of
-  the shuffled data), whether to skip idle coordinates (``lazy``), and the norm test of the
-  growing batch;
+- ``EpochPlan``: the batches (batch k holds the rows ``rows[edges[order[k]]:edges[order[k]
+  + 1]]`` of X, ``rows`` a permutation: X itself is never reordered), whether to skip idle
+  coordinates (``lazy``), and the norm test of the growing batch;
 - ``trace``: one row per step (sigma, rho, accepted, ||s||_D^2, xi, F_B(w), nnz).
 
 The step is taken in the diagonal metric D = diag(d_j^2): s minimises
@@ -50,7 +52,7 @@ drop_stale_kernels()
 
 __all__ = [
     "EngineData", "RuleParams", "EpochState", "Reference", "EpochPlan", "TRACE_COLUMNS",
-    "sr2_epoch", "predict_into", "gradient_into",
+    "sr2_epoch", "predict_into", "gradient_into", "column_moments", "row_norms_into",
 ]  # fmt: skip
 
 TRACE_COLUMNS = ("sigma", "rho", "accepted", "step_sq", "xi", "batch_objective", "nnz")
@@ -65,14 +67,19 @@ _model_decrease = njit(**JIT)(model_decrease)
 class EngineData(NamedTuple):
     dense: bool
     data: np.ndarray  # dense: X.ravel() (C order); CSR: X.data
-    indices: np.ndarray
+    indices: np.ndarray  # CSR: X.indices (int32 or int64); dense: unused
     indptr: np.ndarray
     n: int
-    p: int
+    p: int  # the coordinates solved (rows of W less the intercept)
     Y: np.ndarray  # (n, K) float64
     sw: np.ndarray  # (n,) float64, mean 1
     intercept: bool
     inv_metric: np.ndarray  # (p + intercept,) 1 / d_j^2
+    width: int  # columns of X (the length of a dense row)
+    # A working set: coordinate q stands for column ``columns[q]`` of X and column j feeds
+    # coordinate ``slot[j]`` (-1: none). Both empty when the coordinates are all the columns.
+    columns: np.ndarray  # (p,) int64
+    slot: np.ndarray  # (width,) int64
 
 
 class RuleParams(NamedTuple):
@@ -97,6 +104,7 @@ class Reference(NamedTuple):
 
 
 class EpochPlan(NamedTuple):
+    rows: np.ndarray  # (n,) int64, a permutation of the rows of X
     edges: np.ndarray
     order: np.ndarray
     lazy: bool
@@ -106,13 +114,14 @@ class EpochPlan(NamedTuple):
 @njit(**JIT)
 def _row_span(data, i):
     if data.dense:
-        return i * data.p, (i + 1) * data.p
+        return i * data.width, (i + 1) * data.width
     return data.indptr[i], data.indptr[i + 1]
 
 
 @njit(**JIT)
-def _column(data, kk, start):
-    return kk - start if data.dense else data.indices[kk]
+def _coordinate(data, column):
+    """The coordinate (row of W) that a column of X feeds; -1 outside a working set."""
+    return data.slot[column] if data.slot.size else column
 
 
 # Dense rows: contiguous loops whose float64 sums LLVM may reassociate (vectorise). One
@@ -149,27 +158,57 @@ def _dense_axpy(x, e, G):
             G[j, k] += e[k] * xj
 
 
+# The same on a working set's columns of a dense row (a gather: the row is not copied).
+@njit(cache=CACHE, fastmath={"reassoc", "contract"})
+def _dense_dot_at(x, columns, W, z):
+    """z[k] += sum_q x[columns[q]] W[q, k]."""
+    for q in range(columns.shape[0]):
+        xq = x[columns[q]]
+        for k in range(W.shape[1]):
+            z[k] += xq * W[q, k]
+
+
+@njit(cache=CACHE, fastmath={"reassoc", "contract"})
+def _dense_axpy_at(x, columns, e, G):
+    """G[q, k] += e[k] x[columns[q]]."""
+    for q in range(columns.shape[0]):
+        xq = x[columns[q]]
+        for k in range(e.shape[0]):
+            G[q, k] += e[k] * xq
+
+
 @njit(**JIT)
 def _row_dot(data, i, W, z):
     """z[k] += x_i . W[:, k] over the stored entries of row i (dense or CSR)."""
     start, stop = _row_span(data, i)
     if data.dense:
-        _dense_dot(data.data[start:stop], W, z)
+        if data.columns.size:
+            _dense_dot_at(data.data[start:stop], data.columns, W, z)
+        else:
+            _dense_dot(data.data[start:stop], W, z)
         return
     for kk in range(start, stop):
+        j = _coordinate(data, data.indices[kk])
+        if j < 0:
+            continue
         x = data.data[kk]
-        j = data.indices[kk]
         for k in range(z.shape[0]):
             z[k] += x * W[j, k]
 
 
 @njit(**JIT)
 def _row_norm_sq(data, i):
-    """||x~_i||^2 in the metric's dual norm (the norm test's only use)."""
+    """||x~_i||^2 in the metric's dual norm (the norm test and the exact variance)."""
     start, stop = _row_span(data, i)
     sq = data.inv_metric[data.p] if data.intercept else 0.0
+    if data.dense and data.columns.size:
+        for q in range(data.p):
+            sq += data.data[start + data.columns[q]] ** 2 * data.inv_metric[q]
+        return sq
     for kk in range(start, stop):
-        sq += data.data[kk] ** 2 * data.inv_metric[_column(data, kk, start)]
+        j = kk - start if data.dense else _coordinate(data, data.indices[kk])
+        if j >= 0:
+            sq += data.data[kk] ** 2 * data.inv_metric[j]
     return sq
 
 
@@ -180,10 +219,15 @@ def _add_row_gradient(data, i, e, g, mu, mark, step, touched, n_touch):
     was marked at the start of the step)."""
     start, stop = _row_span(data, i)
     if data.dense:
-        _dense_axpy(data.data[start:stop], e, g)
+        if data.columns.size:
+            _dense_axpy_at(data.data[start:stop], data.columns, e, g)
+        else:
+            _dense_axpy(data.data[start:stop], e, g)
         return n_touch
     for kk in range(start, stop):
-        j = data.indices[kk]
+        j = _coordinate(data, data.indices[kk])
+        if j < 0:
+            continue
         if mark[j] != step:
             mark[j] = step
             g[j] = mu[j]
@@ -258,12 +302,13 @@ def _trial_step(data, pen, W, g, sum_e, mu, sigma, touched, n_touch, v, t, u, w_
 
 
 @njit(**JIT)
-def _fails_norm_test(data, a, m, Dl, row_sq, g_sq, s_sq, sigma, theta):
+def _fails_norm_test(data, batch, Dl, row_sq, g_sq, s_sq, sigma, theta):
     """The growing batch's norm test: the in-batch variance of the mean gradient (in the
     metric's dual norm) against theta^2 ||sigma D s||^2."""
+    m = batch.shape[0]
     total = 0.0
     for r in range(m):
-        i = a + r
+        i = batch[r]
         en = 0.0
         for k in range(Dl.shape[1]):
             en += (data.sw[i] * Dl[r, k]) ** 2
@@ -334,8 +379,8 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
             nnz += W[j, k] != 0.0
     clamps = visits = violations = tests = 0
     for step in range(n_batches):
-        a = plan.edges[plan.order[step]]
-        m = plan.edges[plan.order[step] + 1] - a
+        batch = plan.rows[plan.edges[plan.order[step]] : plan.edges[plan.order[step] + 1]]
+        m = batch.shape[0]
         n_touch = 0
         f_batch = 0.0
         sum_e[:] = 0.0
@@ -347,7 +392,7 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
             n_touch = p
         # Predictions, losses and derivatives of the batch; the gradient on touched rows.
         for r in range(m):
-            i = a + r
+            i = batch[r]
             for k in range(K):
                 Z[r, k] = W[p, k] if data.intercept else 0.0
             _row_dot(data, i, W, Z[r])
@@ -380,7 +425,7 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
         # (under SVRG: of the consistent surrogate, whose gradient at w is exactly g).
         div = 0.0
         for r in range(m):
-            i = a + r
+            i = batch[r]
             for k in range(K):
                 zs[k] = s_int[k] if data.intercept else 0.0
             _row_dot(data, i, S, zs)
@@ -392,7 +437,7 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
             rule.sigma_min, rule.sigma_max,
         )  # fmt: skip
         if norm_test and m > 1 and m < data.n:
-            violations += _fails_norm_test(data, a, m, Dl, row_sq, g_sq, s_sq, sigma,
+            violations += _fails_norm_test(data, batch, Dl, row_sq, g_sq, s_sq, sigma,
                                            plan.norm_test_theta)  # fmt: skip
             tests += 1
         if accepted:
@@ -419,12 +464,13 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
 
 
 @njit(cache=CACHE, fastmath={"reassoc", "contract"})
-def _dense_gradient(X, E, G, p):
-    for j in range(p):
-        for k in range(E.shape[1]):
-            G[j, k] = 0.0
-    for i in range(X.shape[0]):
-        _dense_axpy(X[i], E[i], G)
+def _dense_gradient(data, E, G):
+    for i in range(data.n):
+        x = data.data[i * data.width : (i + 1) * data.width]
+        if data.columns.size:
+            _dense_axpy_at(x, data.columns, E[i], G)
+        else:
+            _dense_axpy(x, E[i], G)
 
 
 @njit(**JIT)
@@ -443,18 +489,40 @@ def gradient_into(data, E, G):
     p, K = data.p, E.shape[1]
     G[:] = 0.0
     if data.dense:
-        _dense_gradient(data.data.reshape((data.n, p)), E, G, p)
-        if data.intercept:
-            for i in range(data.n):
+        _dense_gradient(data, E, G)
+    else:
+        for i in range(data.n):
+            start, stop = _row_span(data, i)
+            for kk in range(start, stop):
+                j = _coordinate(data, data.indices[kk])
+                if j < 0:
+                    continue
+                x = data.data[kk]
                 for k in range(K):
-                    G[p, k] += E[i, k]
-        return
+                    G[j, k] += x * E[i, k]
+    if data.intercept:
+        for i in range(data.n):
+            for k in range(K):
+                G[p, k] += E[i, k]
+
+
+@njit(**JIT)
+def row_norms_into(data, out):
+    """out[i] = ||x~_i||^2 in the metric's dual norm, for every row."""
     for i in range(data.n):
+        out[i] = _row_norm_sq(data, i)
+
+
+@njit(**JIT)
+def column_moments(data, sq, mass):
+    """Per column of X, sq[j] += sum_i s_i x_ij^2 and mass[j] += sum_i s_i [x_ij != 0],
+    in float64 (one pass, no temporary the size of X)."""
+    for i in range(data.n):
+        s = data.sw[i]
         start, stop = _row_span(data, i)
         for kk in range(start, stop):
             x = data.data[kk]
-            for k in range(K):
-                G[data.indices[kk], k] += x * E[i, k]
-        if data.intercept:
-            for k in range(K):
-                G[p, k] += E[i, k]
+            if x != 0:
+                j = kk - start if data.dense else data.indices[kk]
+                sq[j] += s * x * x
+                mass[j] += s

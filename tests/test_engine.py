@@ -104,12 +104,13 @@ def small_problem(datafit, K, sparse, seed=0, n=120, p=40, dtype=np.float64):
     return LinearProblem(X, Y, 0.5 + rng.random(n), datafit, True)
 
 
-def reference_epoch(problem, penalty, W, sigma, edges, order, ref, rule):
-    """The steps of one epoch with the NumPy reference step (no compiled code)."""
+def reference_epoch(problem, penalty, W, sigma, rows, edges, order, ref, rule):
+    """The steps of one epoch with the NumPy reference step (no compiled code): batch k
+    holds the rows ``rows[edges[k]:edges[k + 1]]``."""
     trace = []
     R_w = penalty.value(W[: problem.p])
     for k in order:
-        idx = slice(int(edges[k]), int(edges[k + 1]))
+        idx = rows[edges[k] : edges[k + 1]]
         d = draw_step(problem, penalty, W, R_w, sigma, idx, ref)
         XB, YB, swB = problem.rows(idx)
         ZS = problem.batch_linear(XB, d.S)
@@ -124,10 +125,10 @@ def reference_epoch(problem, penalty, W, sigma, edges, order, ref, rule):
     return W, np.array(trace)
 
 
-def compiled_epoch(problem, penalty, W, sigma, edges, order, ref, rule, lazy):
+def compiled_epoch(problem, penalty, W, sigma, rows, edges, order, ref, rule, lazy):
     state = EpochState(W.copy(), np.array([sigma, penalty.value(W[: problem.p])]))
     trace = np.empty((order.size, 7))
-    plan = EpochPlan(edges, order, lazy and penalty.lazy_exact, 0.0)
+    plan = EpochPlan(rows, edges, order, lazy and penalty.lazy_exact, 0.0)
     _, visits, _, _ = sr2_epoch(problem.data, problem.datafit.kernel(), penalty.kernel(),
                                 _rule_params(rule), state, ref, plan, trace)
     return state.W, trace, visits
@@ -146,13 +147,15 @@ def test_compiled_steps_equal_the_numpy_reference_steps(penalty, datafit, K, svr
     ck = checkpoint(problem, penalty, W)
     ref = Reference(True, ck.D, ck.G) if svrg else None
     plain = Reference(False, np.zeros((1, K)), np.zeros((problem.n_rows, K)))
+    rows = rng.permutation(problem.n)  # batches of rows scattered over X
     edges = np.array([0, 13, 40, 41, 77, 120], dtype=np.int64)
     order = rng.permutation(edges.size - 1).astype(np.int64)
     rule = SR2Rule(sigma_min=1e-3)
     sigma = 0.3 * problem.lipschitz()
-    W_ref, trace_ref = reference_epoch(problem, penalty, ck.W, sigma, edges, order, ref, rule)
+    W_ref, trace_ref = reference_epoch(problem, penalty, ck.W, sigma, rows, edges, order, ref,
+                                       rule)  # fmt: skip
     for lazy in (False, True):
-        W_c, trace, _ = compiled_epoch(problem, penalty, ck.W, sigma, edges, order,
+        W_c, trace, _ = compiled_epoch(problem, penalty, ck.W, sigma, rows, edges, order,
                                        ref or plain, rule, lazy)  # fmt: skip
         np.testing.assert_array_equal(trace[:, 2], trace_ref[:, 1])
         np.testing.assert_allclose(trace[:, 0], trace_ref[:, 0], rtol=1e-10)
@@ -173,13 +176,14 @@ def test_lazy_steps_visit_few_coordinates_of_wide_sparse_data():
     penalty = L1(0.7 * float(np.max(np.abs(grad))))
     ck = checkpoint(problem, penalty, np.zeros((p + 1, 1)))
     ref = Reference(True, ck.D, ck.G)
+    rows = rng.permutation(n)
     edges = np.arange(0, n + 1, 20, dtype=np.int64)
     order = rng.permutation(edges.size - 1).astype(np.int64)
     rule, sigma = SR2Rule(sigma_min=1e-3), problem.lipschitz()
-    W_eager, _, visits_eager = compiled_epoch(problem, penalty, ck.W, sigma, edges, order, ref,
-                                              rule, lazy=False)  # fmt: skip
-    W_lazy, _, visits_lazy = compiled_epoch(problem, penalty, ck.W, sigma, edges, order, ref,
-                                            rule, lazy=True)  # fmt: skip
+    W_eager, _, visits_eager = compiled_epoch(problem, penalty, ck.W, sigma, rows, edges, order,
+                                              ref, rule, lazy=False)  # fmt: skip
+    W_lazy, _, visits_lazy = compiled_epoch(problem, penalty, ck.W, sigma, rows, edges, order,
+                                            ref, rule, lazy=True)  # fmt: skip
     assert np.count_nonzero(W_eager[:p]) > 0
     np.testing.assert_allclose(W_lazy, W_eager, rtol=1e-12, atol=1e-15)
     assert visits_eager == p * (edges.size - 1)
