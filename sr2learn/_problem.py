@@ -16,6 +16,8 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, eigsh
 
 from ._engine import (
+    AllColumns,
+    ColumnSubset,
     EngineData,
     column_moments,
     gradient_into,
@@ -23,7 +25,18 @@ from ._engine import (
     row_norms_into,
 )
 
-__all__ = ["LinearProblem", "column_metric"]
+__all__ = ["LinearProblem", "column_metric", "data_nbytes"]
+
+# A working set's columns are copied when the copy is at most this fraction of X (see
+# LinearProblem.restricted).
+RESTRICTED_COPY_FRACTION = 0.1
+
+
+def data_nbytes(X):
+    """The bytes of X's arrays (for CSR: data, indices and indptr)."""
+    if sp.issparse(X):
+        return X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+    return X.nbytes
 
 
 def column_metric(X, sample_weight):
@@ -60,16 +73,14 @@ def _engine_data(X, Y, sw, fit_intercept, inv_metric, columns=None):
         # int32 placeholders: dense data share the compiled code of int32-indexed CSR.
         empty = np.zeros(1, dtype=np.int32)
         arrays = (True, X.reshape(-1), empty, empty)
-    p = width
-    slot = np.zeros(0, dtype=np.int64)
     if columns is None:
-        columns = slot
+        p, coords = width, AllColumns(width)
     else:
         p = columns.size
         slot = np.full(width, -1, dtype=np.int64)
         slot[columns] = np.arange(p)
-    return EngineData(*arrays, n, p, Y, sw, bool(fit_intercept), inv_metric, width, columns,
-                      slot)  # fmt: skip
+        coords = ColumnSubset(width, columns, slot)
+    return EngineData(*arrays, n, p, Y, sw, bool(fit_intercept), inv_metric, coords)
 
 
 class LinearProblem:
@@ -107,6 +118,7 @@ class LinearProblem:
         self.inv_metric = 1.0 / np.r_[self.metric, [self.intercept_metric] * self.fit_intercept]
         self._lipschitz = None
         self._row_norms_sq = None
+        self._column_counts = None  # stored entries per column of X (CSR), for restricted
         self._data = None
         self.null_scale = None  # the nonconvex criterion's scale (see _null_scale)
 
@@ -153,17 +165,35 @@ class LinearProblem:
         return G
 
     def restricted(self, columns):
-        """The problem on a subset of the columns (for working sets): the same X, read
-        through the columns (no copy); its L is bounded by the full problem's, which it
-        reuses."""
+        """The problem on a subset of the columns (for working sets); its L is bounded by
+        the full problem's, which it reuses.
+
+        Those columns of X are copied when the copy is small (at most
+        ``RESTRICTED_COPY_FRACTION`` of X, e.g. a few of many dense columns): its rows are
+        then contiguous, the fastest to read. Otherwise X is read in place through the
+        columns, which keeps the fit's memory at X plus arrays of n or p entries at some
+        cost in speed (a gather of dense rows, skipped entries of CSR rows).
+        """
         columns = np.asarray(columns, dtype=np.int64)
         metric = (self.metric[columns], self.intercept_metric)
         of_x = columns if self.columns is None else self.columns[columns]
-        sub = LinearProblem(self.X, self.Y, self.sw, self.datafit, self.fit_intercept, metric,
-                            of_x)  # fmt: skip
+        if self._restricted_bytes(of_x) <= RESTRICTED_COPY_FRACTION * data_nbytes(self.X):
+            X, of_x = self.X[:, of_x], None
+        else:
+            X = self.X
+        sub = LinearProblem(X, self.Y, self.sw, self.datafit, self.fit_intercept, metric, of_x)
         sub._lipschitz = self.lipschitz()
         sub.null_scale = self.null_scale
         return sub
+
+    def _restricted_bytes(self, of_x):
+        """The size of a copy of the columns ``of_x`` of X."""
+        if not sp.issparse(self.X):
+            return self.n * of_x.size * self.X.itemsize
+        if self._column_counts is None:
+            self._column_counts = _column_counts(self.X)
+        entry = self.X.data.itemsize + self.X.indices.itemsize
+        return int(self._column_counts[of_x].sum()) * entry + self.X.indptr.nbytes
 
     @property
     def row_norms_sq(self):
@@ -195,6 +225,16 @@ class LinearProblem:
             if not lam > 0.0:
                 break
         return self.datafit.curvature * lam
+
+
+def _column_counts(X):
+    """The stored entries per column of a CSR matrix, counted over slices of its indices
+    (bincount makes an int64 copy of what it counts)."""
+    counts = np.zeros(X.shape[1], dtype=np.int64)
+    step = _GRAM_SLICE_BYTES // 8
+    for a in range(0, X.indices.size, step):
+        counts += np.bincount(X.indices[a : a + step], minlength=X.shape[1])
+    return counts
 
 
 # The Gram matrix of a small side is summed over slices of this many bytes of X (as float64):

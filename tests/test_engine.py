@@ -215,3 +215,47 @@ def test_float32_data_are_solved_to_the_accuracy_of_float64(kind):
     f32, f64 = d32.checkpoints["objective"][-1], d64.checkpoints["objective"][-1]
     assert abs(f32 - f64) <= 2e-8 * f64
     np.testing.assert_allclose(fit32.coef_, fit64.coef_, rtol=1e-2, atol=1e-3)
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+@pytest.mark.parametrize(("datafit", "K"), DATAFITS[1:], ids=lambda d: type(d).__name__)
+def test_columns_read_in_place_equal_a_copy_of_them(datafit, K, sparse):
+    """A working set's problem reading X through its columns (no copy) computes what the
+    problem on a copy of those columns computes: passes, row norms and an epoch."""
+    full = small_problem(datafit, K, sparse, n=150, p=60)
+    columns = np.array([2, 3, 7, 30, 31, 59])
+    full._lipschitz = full.lipschitz()
+    view = LinearProblem(full.X, full.Y, full.sw, datafit, True,
+                         (full.metric[columns], full.intercept_metric), columns)  # fmt: skip
+    copy = LinearProblem(full.X[:, columns], full.Y, full.sw, datafit, True,
+                         (full.metric[columns], full.intercept_metric))  # fmt: skip
+    assert view.columns is not None and copy.columns is None
+    rng = np.random.default_rng(4)
+    W = rng.standard_normal((columns.size + 1, K)) / np.sqrt(view.inv_metric)[:, None]
+    np.testing.assert_allclose(view.predict(W), copy.predict(W), rtol=1e-12, atol=1e-12)
+    E = rng.standard_normal((full.n, K))
+    np.testing.assert_allclose(view.gradient(E), copy.gradient(E), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(view.row_norms_sq, copy.row_norms_sq, rtol=1e-12)
+    penalty = L1(0.01)
+    ck = checkpoint(copy, penalty, np.zeros((columns.size + 1, K)))
+    ref = Reference(True, ck.D, ck.G)
+    rows = rng.permutation(full.n)
+    edges = np.arange(0, full.n + 1, 10, dtype=np.int64)
+    order = rng.permutation(edges.size - 1).astype(np.int64)
+    rule, sigma = SR2Rule(sigma_min=1e-3), 0.3 * full.lipschitz()
+    W_view, trace_view, _ = compiled_epoch(view, penalty, ck.W, sigma, rows, edges, order, ref,
+                                           rule, lazy=True)  # fmt: skip
+    W_copy, trace_copy, _ = compiled_epoch(copy, penalty, ck.W, sigma, rows, edges, order, ref,
+                                           rule, lazy=True)  # fmt: skip
+    assert trace_copy[:, 2].any()
+    np.testing.assert_allclose(trace_view, trace_copy, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(W_view, W_copy, rtol=1e-10, atol=1e-14)
+
+
+def test_working_set_reads_large_column_sets_in_place():
+    """``restricted`` copies the columns only while the copy is small."""
+    problem = small_problem(Logistic(), 1, sparse=True, n=150, p=60)
+    assert problem.restricted(np.arange(3)).columns is None  # 5% of X: copied
+    wide = problem.restricted(np.arange(40))
+    np.testing.assert_array_equal(wide.columns, np.arange(40))
+    assert wide.X is problem.X
