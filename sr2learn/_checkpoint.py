@@ -172,11 +172,12 @@ def checkpoint(problem, penalty, W, *, diagnostic=None):
     dloss = datafit.derivative(Z, Y)
     E = dloss * sw[:, None]
     f = float(sw @ datafit.loss(Z, Y)) / n
+    del Z  # not needed below: one array of n x K fewer at the trial pass's peak
     draw = None
     if diagnostic is None:
         G = problem.gradient(E)
     else:
-        draw, G, G_trial = _trial_pass(problem, penalty, W, R_w, Z, E, diagnostic)
+        draw, G, G_trial = _trial_pass(problem, penalty, W, R_w, E, diagnostic)
     objective = f + R_w
     measure = _stationarity_measure(problem, penalty, W, R_w, G)
     kappa = penalty.dual_scale(G[:p])
@@ -194,14 +195,14 @@ def checkpoint(problem, penalty, W, *, diagnostic=None):
     return ck
 
 
-def _trial_pass(problem, penalty, W, R_w, Z, E, diagnostic):
+def _trial_pass(problem, penalty, W, R_w, E, diagnostic):
     """A step drawn at W, and the full gradients at W and at w + s in one pass."""
     n, b = problem.n, diagnostic["batch_size"]
     idx = np.sort(diagnostic["rng"].choice(n, size=min(b, n), replace=False))
     draw = draw_step(problem, penalty, W, R_w, diagnostic["sigma"], idx, diagnostic["ref"])
-    Z_trial = Z + problem.predict(draw.S)
     K = problem.K
-    E_trial = problem.datafit.derivative(Z_trial, problem.Y) * problem.sw[:, None]
+    E_trial = problem.datafit.derivative(problem.predict(draw.W_trial), problem.Y)
+    E_trial *= problem.sw[:, None]
     both = problem.gradient(np.concatenate([E, E_trial], axis=1))
     return draw, both[:, :K], both[:, K:]
 
