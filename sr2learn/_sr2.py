@@ -179,7 +179,7 @@ def solve(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction,
             W = ck.W
             converged = tol is not None and ck.criterion <= tol and epochs >= min_epochs
             if converged and not full and not light:  # the returned point is always recorded
-                ck, full = _checkpoint(work, penalty, W, sigma, b, ref, s, diag_rng, True), True
+                ck, full = _checkpoint(problem, penalty, W, sigma, b, ref, s, diag_rng, True), True
             if full:
                 _record(diagnostics, ck, sigma, b, log, n_steps, n_epochs, s.verbose)
             if svrg:
