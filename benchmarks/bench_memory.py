@@ -35,7 +35,7 @@ Without --quick (X of about 240 MB each) the table is saved to
 docs/benchmark_results/memory.txt.
 
 Usage: python benchmarks/bench_memory.py [--quick] [--only dense64,dense32,onehot,text]
-       [--workdir DIR]
+       [--solvers SR2Classifier,SR2Regressor,...] [--workdir DIR]
 """
 
 import argparse
@@ -210,6 +210,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default=",".join(DATA))
+    parser.add_argument("--solvers", default=",".join(SOLVERS),
+                        help="a comma-separated subset of: " + ", ".join(SOLVERS))
     parser.add_argument("--workdir", default=None, help="where the data files are written")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -243,7 +245,7 @@ def main():
             shape = f"{kind} {X.shape[0]} x {X.shape[1]}"
             size = nbytes(X) / 2**20
             del X, y, t
-            for name in SOLVERS:
+            for name in [s for s in SOLVERS if s in args.solvers.split(",")]:
                 res = measure(path, name)
                 if "error" in res:
                     emit(f"| {shape} | {size:.0f} | {name} | error: {res['error']} | | | |")
