@@ -55,7 +55,8 @@ drop_stale_kernels()
 
 __all__ = [
     "EngineData", "RuleParams", "EpochState", "Reference", "EpochPlan", "TRACE_COLUMNS",
-    "sr2_epoch", "predict_into", "gradient_into", "column_moments", "row_norms_into",
+    "sr2_epoch", "predict_into", "gradient_into", "loss_pass", "column_moments",
+    "row_norms_into",
     "AllColumns", "ColumnSubset",
 ]  # fmt: skip
 
@@ -632,6 +633,23 @@ def gradient_into(data, E, G):
         for i in range(data.n):
             for k in range(K):
                 G[p, k] += E[i, k]
+
+
+@njit(**JIT)
+def loss_pass(fit, Z, Y, sw, out):
+    """out[i] = s_i l'(z_i, y_i) for every sample (``out`` may be Z itself: each row of Z
+    is read before its row of ``out`` is written); returns sum_i s_i l(z_i, y_i)."""
+    K = Z.shape[1]
+    z = np.empty(K)
+    d = np.empty(K)
+    total = 0.0
+    for i in range(Z.shape[0]):
+        for k in range(K):
+            z[k] = Z[i, k]
+        total += sw[i] * loss_derivative(fit, z, Y[i], d)
+        for k in range(K):
+            out[i, k] = sw[i] * d[k]
+    return total
 
 
 @njit(**JIT)
