@@ -232,7 +232,9 @@ def main():
          f"{'; --quick' if args.quick else ''}")  # fmt: skip
     emit()
     emit("peak / X = 1 + (peak RSS during the fit - RSS before it) / X.nbytes, each fit in a "
-         "fresh process; traced: tracemalloc's peak (NumPy allocations) / X.nbytes.")
+         "fresh process; traced: tracemalloc's peak (NumPy allocations) / X.nbytes. The fit "
+         "times only say what was run (saga and skglm stop after 3 iterations; the machine "
+         "may be shared): this is not a timing benchmark.")
     emit()
     emit("| data | X (MB) | solver | peak RSS / X | traced / X | fit time (s) | epochs |")
     emit("|---|---|---|---|---|---|---|")
