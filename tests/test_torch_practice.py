@@ -14,7 +14,7 @@ from torch import nn
 from sr2learn._engine import _model_decrease, _ratio, _update
 from sr2learn._rule import model_decrease, sr2_ratio, sr2_update
 from sr2learn.penalties import L0Ball
-from sr2learn.torch import SR2, penalized_groups
+from sr2learn.torch import SR2, optim, penalized_groups
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -119,10 +119,11 @@ _HOST_READS = ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int
 @pytest.mark.parametrize("penalty", ["l1", "l0", L0Ball(k=100)], ids=["l1", "l0", "l0-ball"])
 @pytest.mark.parametrize("lr", [0.05, None])
 def test_step_reads_no_tensor_value_on_the_host(digits, monkeypatch, penalty, lr):
-    # On the CPU a host read costs nothing, but the same code on a GPU would wait for the
-    # device: every way of reading a tensor's value is forbidden during the step (the
-    # first step of lr=None estimates sigma0, which reads, once).
+    # The decision as on a GPU, where a host read waits for the device: every way of
+    # reading a tensor's value is forbidden during the step (the first step of lr=None
+    # estimates sigma0, which reads, once).
     Xtr, _, ytr, _ = digits
+    monkeypatch.setattr(optim, "_host_decides", lambda device: False)  # as on a GPU
     model = bn_dropout_net()
     opt = SR2(penalized_groups(model, penalty, 1e-3), lr=lr, module=model)
     opt.step(closure_for(model, opt, Xtr[:64], ytr[:64]))
@@ -139,6 +140,29 @@ def test_step_reads_no_tensor_value_on_the_host(digits, monkeypatch, penalty, lr
     assert len(history["sigma"]) == 6
     if not isinstance(penalty, L0Ball):  # from a dense start, R(w) = inf for the ball
         assert np.all(np.isfinite(history["rho"]))
+
+
+@pytest.mark.parametrize("penalty", ["l1", "l0"])
+def test_decisions_on_the_host_and_on_the_device_take_the_same_steps(digits, monkeypatch,
+                                                                     penalty):  # fmt: skip
+    # A CPU reads the decision (free there); a GPU keeps it on the device. Both must give
+    # the same trajectory, rejections and rollbacks included (lr = 30 rejects some steps).
+    runs = []
+    for on_host in (True, False):
+        monkeypatch.setattr(optim, "_host_decides", lambda device, on_host=on_host: on_host)
+        model = bn_dropout_net()
+        opt = SR2(penalized_groups(model, penalty, 1e-3), lr=30.0, module=model)
+        train(model, opt, digits, epochs=1)
+        runs.append((model.state_dict(), opt.diagnostics, opt.param_groups[0]["sigma"]))
+    (host, host_diag, host_sigma), (device, device_diag, device_sigma) = runs
+    assert isinstance(host_sigma, float) and isinstance(device_sigma, torch.Tensor)
+    assert host_sigma == device_sigma.item()
+    for key in host:
+        assert torch.equal(host[key], device[key]), key
+    for key, values in host_diag.history.items():
+        np.testing.assert_array_equal(values, device_diag.history[key], err_msg=key)
+    assert 0 < host_diag.history["accepted"].mean() < 1  # both kinds of decision
+    assert host_diag.n_sigma_clamps == device_diag.n_sigma_clamps
 
 
 @CUDA

@@ -235,6 +235,13 @@ def _sigma0_from(curvature, grad_norm, weight_norm):
     return sigma0 if math.isfinite(sigma0) and sigma0 > 0.0 else 1.0
 
 
+def _host_decides(device):
+    """Whether a step reads its decision on the host. On a CPU that costs nothing and
+    saves the rule's tensor arithmetic and the elementwise rollback of an accepted step;
+    on an accelerator the decision stays on the device, so that a step never waits."""
+    return device.type == "cpu"
+
+
 _LOG_COLUMNS = ("iteration", "sigma", "rho", "accepted", "step_sq", "xi", "objective", "nnz",
                 "clamped")  # fmt: skip
 _LOG_CHUNK = 1024
@@ -292,15 +299,16 @@ class _Scratch:
         return vector
 
 
-def _trial_point(penalty, params, sigma, scratch, key):
+def _trial_point(penalty, params, sigma, step, scratch, key):
     """w (flat, a copy), the trial point prox_{R/sigma}(w - g/sigma) (flat) and the
-    step's terms [R(w), R(w+s), g's, ||s||^2, nnz(w), nnz(w+s)] as a float64 tensor."""
+    step's terms [R(w), R(w+s), g's, ||s||^2, nnz(w), nnz(w+s)] as a float64 tensor.
+    ``sigma`` is a 0-dim tensor; ``step`` = 1 / sigma, a float or a tensor."""
     n, like = sum(p.numel() for p in params), params[0]
     w = torch.cat([p.reshape(-1) for p in params], out=scratch.get((key, "w"), like, n))
     g = torch.cat([p.grad.reshape(-1) for p in params], out=scratch.get((key, "g"), like, n))
     trial = torch.addcdiv(w, g, sigma, value=-1.0, out=scratch.get((key, "trial"), like, n))
     if penalty is not None:
-        trial = penalty.prox(trial, 1.0 / sigma)
+        trial = penalty.prox(trial, step)
     s = torch.sub(trial, w, out=scratch.get((key, "s"), like, n))
     if penalty is None:
         zero = s.new_zeros(())
@@ -598,20 +606,12 @@ class SR2(torch.optim.Optimizer):
 
         device = segments[0][1][0].device
         sigma = self._sigma_on(device)
-        work, terms = [], []
-        for key, (penalty, ps) in enumerate(segments):
-            w, trial, step_terms = _trial_point(penalty, ps, sigma, self._scratch, key)
-            work.append((ps, w))
-            terms.append(step_terms.to(device))
-            _copy_flat_into(ps, trial)
+        work, terms = self._move_to_trial_point(segments, sigma)
         rng_before.restore()
         try:
             trial_loss = _trial_pass(closure, params)
-        except BaseException:
-            for ps, w in work:  # an aborted step leaves no trace
-                _copy_flat_into(ps, w)
-            for b, b_before in zip(buffers, buffers_before, strict=True):
-                b.copy_(b_before)
+        except BaseException:  # an aborted step leaves no trace
+            self._keep_or_restore(work, buffers, buffers_before, buffers_after, False)
             raise
         rng_after.restore()
 
@@ -620,32 +620,64 @@ class SR2(torch.optim.Optimizer):
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(losses)
             losses /= dist.get_world_size()
+        values = torch.cat([losses, terms, sigma.reshape(1)])
+        if _host_decides(device):
+            values = values.tolist()
         eps = torch.finfo(segments[0][1][0].dtype).eps
-        decision = self._decide(losses, torch.stack(terms).sum(0), sigma, eps)
-        accepted = decision["accepted"]
-        # Keep w + s, or go back to w: elementwise on the device, no host read.
-        for ps, w in work:
-            views = torch.split(w, [p.numel() for p in ps])
-            for p, w_p in zip(ps, views, strict=True):
-                torch.where(accepted, p, w_p.view_as(p), out=p)
-        for b, b_before, b_after in zip(buffers, buffers_before, buffers_after, strict=True):
-            torch.where(accepted, b_after, b_before, out=b)  # the trial pass leaves no trace
+        decision = self._decide(*values, eps=eps)
+        self._keep_or_restore(work, buffers, buffers_before, buffers_after,
+                              decision["accepted"])  # fmt: skip
         new_sigma = decision.pop("new_sigma")
         for group in self.param_groups:
             group["sigma"] = new_sigma
         self._record(decision)
         return loss
 
-    def _decide(self, losses, terms, sigma, eps):
-        """The SR2 rule on device tensors: the step's record (``_LOG_COLUMNS`` but the
-        iteration) and ``new_sigma``, from the losses at w and w + s and the summed terms."""
-        f_w, f_trial = losses.unbind()
-        r_w, r_trial, g_dot_s, s_sq, nnz, nnz_trial = terms.unbind()
+    def _move_to_trial_point(self, segments, sigma):
+        """Write w + s into the parameters; returns ``(params, w)`` per segment and the
+        summed step terms (see :func:`_trial_point`)."""
+        work, terms = [], []
+        # The prox's threshold as a float where the host may read sigma (fewer tensor ops).
+        step = 1.0 / (float(sigma) if _host_decides(sigma.device) else sigma)
+        for key, (penalty, ps) in enumerate(segments):
+            w, trial, step_terms = _trial_point(penalty, ps, sigma, step, self._scratch, key)
+            work.append((ps, w))
+            terms.append(step_terms.to(sigma.device))
+            _copy_flat_into(ps, trial)
+        return work, torch.stack(terms).sum(0)
+
+    @staticmethod
+    def _keep_or_restore(work, buffers, buffers_before, buffers_after, accepted):
+        """Keep w + s and the buffers of the gradient pass, or go back to w and the
+        buffers before the step. ``accepted`` is a bool, or a bool tensor that only the
+        device reads (an elementwise choice). The trial pass leaves no trace in the
+        buffers (e.g. BatchNorm statistics)."""
+        if isinstance(accepted, bool):
+            if not accepted:
+                for ps, w in work:
+                    _copy_flat_into(ps, w)
+            for b, value in zip(buffers, buffers_after if accepted else buffers_before,
+                                strict=True):  # fmt: skip
+                b.copy_(value)
+            return
+        for ps, w in work:
+            views = torch.split(w, [p.numel() for p in ps])
+            for p, w_p in zip(ps, views, strict=True):
+                torch.where(accepted, p, w_p.view_as(p), out=p)
+        for b, b_before, b_after in zip(buffers, buffers_before, buffers_after, strict=True):
+            torch.where(accepted, b_after, b_before, out=b)
+
+    def _decide(self, f_w, f_trial, r_w, r_trial, g_dot_s, s_sq, nnz, nnz_trial, sigma, *,
+                eps):  # fmt: skip
+        """The SR2 rule: the step's record (``_LOG_COLUMNS`` but the iteration) and
+        ``new_sigma``. The arguments are all floats, or all 0-dim device tensors (then
+        nothing is read on the host): the rule's formulas take either."""
         rule = self._rule()
         xi = model_decrease(r_w, r_trial, g_dot_s, s_sq, sigma)
         objective = f_w + r_w
         actual = objective - (f_trial + r_trial)
-        rho = sr2_ratio(actual, xi, torch.clamp(objective.abs(), min=1.0), eps)
+        scale = where(abs(objective) > 1.0, abs(objective), 1.0)  # max(1, |F_B(w)|)
+        rho = sr2_ratio(actual, xi, scale, eps)
         accepted, new_sigma, clamped = sr2_update(
             rho, sigma, rule.eta1, rule.eta2, rule.gamma1, rule.gamma3,
             rule.sigma_min, rule.sigma_max,
@@ -682,19 +714,33 @@ class SR2(torch.optim.Optimizer):
 
     def _skip_first_step(self, loss, device):
         """Record a skipped first step (no sigma yet); the parameters never moved."""
-        nan = torch.full((), math.nan, dtype=torch.float64, device=device)
-        zero = torch.zeros_like(nan)
-        record = dict.fromkeys(_LOG_COLUMNS, nan)
-        record.update(accepted=zero, clamped=zero, objective=loss.detach().reshape(()))
+        record = dict.fromkeys(_LOG_COLUMNS, math.nan)
+        record.update(accepted=False, clamped=False, objective=loss.detach().reshape(()))
+        if _host_decides(device):
+            record["objective"] = float(record["objective"])
+        else:
+            nan = torch.full((), math.nan, dtype=torch.float64, device=device)
+            record = {k: v if isinstance(v, torch.Tensor) else torch.full_like(nan, v)
+                      for k, v in record.items()}  # fmt: skip
         self._record(record)
         return loss
 
     def _record(self, record):
-        """Count the step and log its record (``_LOG_COLUMNS`` but the iteration)."""
+        """Count the step and log its record (``_LOG_COLUMNS`` but the iteration): floats
+        go to the diagnostics now, device tensors when the diagnostics are read."""
         for group in self.param_groups:
             group["n_steps"] += 1
+        n = self.param_groups[0]["n_steps"]
         sigma = record["sigma"]
-        record["iteration"] = torch.full_like(sigma, self.param_groups[0]["n_steps"])
+        if not isinstance(sigma, torch.Tensor):
+            self._log.flush_into(self._diagnostics)  # earlier steps first
+            self._diagnostics.record_step(
+                n, 0, sigma, record["rho"], float(record["accepted"]), record["step_sq"],
+                record["xi"], record["objective"], record["nnz"],
+            )  # fmt: skip
+            self._diagnostics.n_sigma_clamps += bool(record["clamped"])
+            return
+        record["iteration"] = torch.full_like(sigma, n)
         self._log.append(torch.stack([record[k].to(sigma) for k in _LOG_COLUMNS]))
 
     def _segments(self):
