@@ -163,8 +163,7 @@ def _flat(tensors):
 
 
 def _copy_flat_into(params, flat):
-    views = torch.split(flat, [p.numel() for p in params])
-    torch._foreach_copy_(params, [v.view_as(p) for v, p in zip(views, params, strict=True)])
+    torch._foreach_copy_(params, _views(flat, params))
 
 
 def _norm(tensors):
@@ -281,45 +280,34 @@ def _set_sigma0(group, sigma0):
     group.update(sigma=sigma0, lr=1.0 / sigma0, sigma_min=sigma_min, sigma_max=sigma_max)
 
 
-class _Scratch:
-    """Flat work vectors reused from step to step on a CPU. torch caches GPU memory but
-    not CPU memory: fresh parameter-sized temporaries at every step cost page faults that
-    outweigh their arithmetic (on the CNN of benchmarks/bench_torch_step.py, thousands a
-    step). On other devices each request gets a new tensor from torch's caching allocator."""
-
-    def __init__(self):
-        self.vectors = {}
-
-    def get(self, key, like, numel):
-        if like.device.type != "cpu":
-            return like.new_empty(numel)
-        vector = self.vectors.get(key)
-        if vector is None or vector.numel() != numel or vector.dtype != like.dtype:
-            vector = self.vectors[key] = like.new_empty(numel)
-        return vector
+def _views(flat, params):
+    """Views of a flat vector shaped like ``params``."""
+    views = torch.split(flat, [p.numel() for p in params])
+    return [v.view_as(p) for v, p in zip(views, params, strict=True)]
 
 
-def _trial_point(penalty, params, sigma, step, scratch, key):
+def _trial_point(penalty, params, sigma, step):
     """w (flat, a copy), the trial point prox_{R/sigma}(w - g/sigma) (flat) and the
-    step's terms [R(w), R(w+s), g's, ||s||^2, nnz(w), nnz(w+s)] as a float64 tensor.
-    ``sigma`` is a 0-dim tensor; ``step`` = 1 / sigma, a float or a tensor."""
-    n, like = sum(p.numel() for p in params), params[0]
-    w = torch.cat([p.reshape(-1) for p in params], out=scratch.get((key, "w"), like, n))
-    g = torch.cat([p.grad.reshape(-1) for p in params], out=scratch.get((key, "g"), like, n))
-    trial = torch.addcdiv(w, g, sigma, value=-1.0, out=scratch.get((key, "trial"), like, n))
+    step's terms [R(w), R(w+s), g's, ||s||^2] as a float64 tensor. ``sigma`` is a 0-dim
+    tensor; ``step`` = 1 / sigma, a float or a tensor."""
+    w, g = _flat(params), _flat([p.grad for p in params])
+    trial = torch.addcdiv(w, g, sigma, value=-1.0)  # w - g / sigma
     if penalty is not None:
         trial = penalty.prox(trial, step)
-    s = torch.sub(trial, w, out=scratch.get((key, "s"), like, n))
+    s = trial - w
     if penalty is None:
-        zero = s.new_zeros(())
-        terms = [zero, zero, torch.dot(g, s), torch.dot(s, s), zero, zero]
+        r_w = r_trial = torch.zeros((), dtype=w.dtype, device=w.device)
     else:
-        terms = [
-            penalty.value_array(w), penalty.value_array(trial), torch.dot(g, s),
-            torch.dot(s, s), torch.count_nonzero(w).to(w.dtype),
-            torch.count_nonzero(trial).to(w.dtype),
-        ]  # fmt: skip
-    return w, trial, torch.stack(terms).to(torch.float64)
+        r_w, r_trial = penalty.value_array(w), penalty.value_array(trial)
+    return w, trial, torch.stack([r_w, r_trial, torch.dot(g, s), torch.dot(s, s)]).double()
+
+
+def _nonzeros(segments, device):
+    """The number of nonzero penalised parameters, a float64 0-dim tensor on ``device``."""
+    counts = [torch.count_nonzero(p).to(device) for penalty, ps in segments
+              if penalty is not None for p in ps]  # fmt: skip
+    total = torch.stack(counts).sum() if counts else torch.zeros((), device=device)
+    return total.to(torch.float64)
 
 
 class SR2(torch.optim.Optimizer):
@@ -505,7 +493,6 @@ class SR2(torch.optim.Optimizer):
         self.module = module
         self._diagnostics = ConvergenceDiagnostics(lipschitz_is_estimate=True)
         self._log = _StepLog()
-        self._scratch = _Scratch()
 
     def __getstate__(self):
         # torch's Optimizer pickles only defaults, state and param_groups; keep the module
@@ -526,7 +513,6 @@ class SR2(torch.optim.Optimizer):
             state["module"] = None
         if not hasattr(self, "_log"):
             state["_log"] = _StepLog()
-            state["_scratch"] = _Scratch()
         super().__setstate__(state)
 
     @property
@@ -627,6 +613,8 @@ class SR2(torch.optim.Optimizer):
         decision = self._decide(*values, eps=eps)
         self._keep_or_restore(work, buffers, buffers_before, buffers_after,
                               decision["accepted"])  # fmt: skip
+        nnz = _nonzeros(segments, device)  # where the step ends: w + s, or w
+        decision["nnz"] = nnz.item() if _host_decides(device) else nnz
         new_sigma = decision.pop("new_sigma")
         for group in self.param_groups:
             group["sigma"] = new_sigma
@@ -639,8 +627,8 @@ class SR2(torch.optim.Optimizer):
         work, terms = [], []
         # The prox's threshold as a float where the host may read sigma (fewer tensor ops).
         step = 1.0 / (float(sigma) if _host_decides(sigma.device) else sigma)
-        for key, (penalty, ps) in enumerate(segments):
-            w, trial, step_terms = _trial_point(penalty, ps, sigma, step, self._scratch, key)
+        for penalty, ps in segments:
+            w, trial, step_terms = _trial_point(penalty, ps, sigma, step)
             work.append((ps, w))
             terms.append(step_terms.to(sigma.device))
             _copy_flat_into(ps, trial)
@@ -661,16 +649,14 @@ class SR2(torch.optim.Optimizer):
                 b.copy_(value)
             return
         for ps, w in work:
-            views = torch.split(w, [p.numel() for p in ps])
-            for p, w_p in zip(ps, views, strict=True):
-                torch.where(accepted, p, w_p.view_as(p), out=p)
+            for p, w_p in zip(ps, _views(w, ps), strict=True):
+                torch.where(accepted, p, w_p, out=p)
         for b, b_before, b_after in zip(buffers, buffers_before, buffers_after, strict=True):
             torch.where(accepted, b_after, b_before, out=b)
 
-    def _decide(self, f_w, f_trial, r_w, r_trial, g_dot_s, s_sq, nnz, nnz_trial, sigma, *,
-                eps):  # fmt: skip
-        """The SR2 rule: the step's record (``_LOG_COLUMNS`` but the iteration) and
-        ``new_sigma``. The arguments are all floats, or all 0-dim device tensors (then
+    def _decide(self, f_w, f_trial, r_w, r_trial, g_dot_s, s_sq, sigma, *, eps):
+        """The SR2 rule: the step's record (``_LOG_COLUMNS`` but the iteration and nnz)
+        and ``new_sigma``. The arguments are all floats, or all 0-dim device tensors (then
         nothing is read on the host): the rule's formulas take either."""
         rule = self._rule()
         xi = model_decrease(r_w, r_trial, g_dot_s, s_sq, sigma)
@@ -694,7 +680,6 @@ class SR2(torch.optim.Optimizer):
             "step_sq": s_sq,
             "xi": xi,
             "objective": objective,
-            "nnz": where(accepted, nnz_trial, nnz),
             "clamped": clamped & computed,
         }
 
