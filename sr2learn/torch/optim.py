@@ -387,10 +387,12 @@ class SR2(torch.optim.Optimizer):
     RuntimeError (checked on the gradients' version counters, at no extra pass); the
     step it aborts leaves the parameters and buffers as they were.
 
-    **No host synchronisation.** The step keeps sigma and the quantities of the rule as
-    tensors on the parameters' device and decides with ``torch.where``: on a GPU, a step
-    never waits for the device (unless the closure does, e.g. ``loss.item()``). The
-    per-step trace reaches ``diagnostics`` when it is read, in one transfer.
+    **No host synchronisation.** On a GPU (any device but the CPU) the step keeps sigma
+    and the quantities of the rule as tensors on the device and decides with
+    ``torch.where``: a step never waits for the device (unless the closure does, e.g.
+    ``loss.item()``), and the per-step trace reaches ``diagnostics`` when it is read, in
+    one transfer. On a CPU, where reading a value costs nothing, the same rule runs on
+    floats and a rejected step alone copies w back (the same steps, fewer operations).
 
     **sigma0 from the first batch** (``lr`` and ``sigma0`` None): at the first step,
     sigma0 is the largest curvature of the batch loss at w, estimated by
@@ -401,9 +403,9 @@ class SR2(torch.optim.Optimizer):
     once; the parameters, gradients, module buffers and random state are restored, and
     the first step then proceeds with that sigma0. Finite differences need no second
     derivatives, so the estimate works with any module, under autocast and with
-    torch.compile (which does not differentiate twice); the secant over h also smooths
-    the kinks of ReLU networks, where an exact Hessian-vector product sees only part of
-    the curvature a step meets. sigma0 is never below ||g|| / max(||w||, 1) (a first
+    torch.compile (which does not differentiate twice); on ReLU networks the secant
+    over h also takes in the kinks that an exact Hessian-vector product ignores (an MLP
+    on digits: 0.98 against 0.73). sigma0 is never below ||g|| / max(||w||, 1) (a first
     step no longer than the weights), which is also the fallback when the curvature is
     zero (a loss linear in the parameters) or not finite, and 1 when the gradient is
     zero too. A first batch whose gradient is not finite is skipped and the estimate
@@ -424,7 +426,7 @@ class SR2(torch.optim.Optimizer):
 
     Under ``DistributedDataParallel`` the gradient is averaged by DDP's backward and the
     two batch losses are all-reduced here, so every rank takes the same decision and
-    keeps identical parameters.
+    keeps identical parameters (and, with ``lr=None``, estimates the same sigma0).
 
     Examples
     --------
