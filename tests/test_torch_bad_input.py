@@ -236,3 +236,13 @@ def test_non_finite_gradient_skips_the_step_and_keeps_sigma(problem, lr):
     assert history["accepted"][0] == 0 and np.isnan(history["rho"][0])
     opt.step(closure_for(model, opt, X, y))
     assert np.isfinite(opt.sigma) and opt.diagnostics.history["accepted"][1] == 1
+
+
+def test_checkpoint_before_the_sigma0_estimate_is_explained(problem):
+    model, X, y = problem
+    opt = SR2(model.parameters())
+    closure = closure_for(model, opt, X, y)
+    with pytest.raises(RuntimeError, match="take a step first"):
+        opt.checkpoint([closure, closure])
+    opt.step(closure)
+    assert np.isfinite(opt.checkpoint([closure, closure])["lipschitz"])

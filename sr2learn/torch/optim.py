@@ -755,6 +755,9 @@ class SR2(torch.optim.Optimizer):
         """
         if len(closures) < 2:
             raise ValueError("checkpoint needs closures on at least two minibatches")
+        if self.sigma is None:
+            raise RuntimeError("checkpoint needs sigma: take a step first (it estimates "
+                               "sigma0), or give lr or sigma0")  # fmt: skip
         params = [p for g in self.param_groups for p in g["params"]]
         rng = _RNGSnapshot({p.device for p in params})
         buffers = self._buffers()
