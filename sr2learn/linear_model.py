@@ -19,6 +19,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from ._problem import LinearProblem
 from ._rule import SR2Rule
 from ._sr2 import VARIANCE_REDUCTIONS, SolverState, solve
+from ._stream_average import StreamAverage
 from ._working_set import solve_working_set, use_working_set
 from .datafits import Logistic, Multinomial, Quadratic
 from .diagnostics import ConvergenceDiagnostics
@@ -250,13 +251,15 @@ class _BaseSR2(BaseEstimator):
                               tol=None if partial else self.tol, min_epochs=int(fresh),
                               checkpoint_every=self.checkpoint_every, **common)  # fmt: skip
         self._remember_path_constants(problem)
+        average = self._stream_average(problem, penalty, state.W, first) if partial else None
         # Only a finished solve makes the estimator fitted.
-        self._state, self._rule = state, rule
+        self._state, self._rule, self._average = state, rule, average
         self._metric = (problem.metric, problem.intercept_metric)
         self.sigma_ = state.sigma
         self.n_iter_ = state.n_epochs
         self.diagnostics_ = diagnostics
-        self._set_coef(state.W, problem, X.dtype)
+        W = state.W if average is None else average.model(problem, penalty)
+        self._set_coef(W, problem, X.dtype)
         if not partial and not diagnostics.converged:
             warnings.warn(_not_converged_message(self, diagnostics, rule), ConvergenceWarning,
                           stacklevel=3)  # fmt: skip
@@ -286,6 +289,14 @@ class _BaseSR2(BaseEstimator):
         nnz_per_row = X.nnz / max(1, n) if sp.issparse(X) else X.shape[1]
         # A partial_fit chunk is not the data set: never one full-batch step per chunk.
         return auto_batch_size(n, nnz_per_row, full_batch=not partial)
+
+    def _stream_average(self, problem, penalty, W, first):
+        """partial_fit's model: the running average with this block's iterate ``W`` (see
+        sr2learn._stream_average); a fit or a first call starts a new one."""
+        average = None if first else getattr(self, "_average", None)
+        if average is None:
+            average = StreamAverage.start(problem)
+        return average.add(problem, W)
 
     def _start(self, problem, b, partial, first, gen, seed):
         """The start point and sigma0: the previous solution (partial_fit, warm_start), or
@@ -436,7 +447,7 @@ def _rescale_sample_weight(sample_weight):
 
 
 # Private attributes a fit sets, besides the public ones ending in "_".
-_PRIVATE_FIT_STATE = ("_state", "_rule", "_metric")
+_PRIVATE_FIT_STATE = ("_state", "_rule", "_metric", "_average")
 
 
 def _unfitted_on_failure(fit_method):
