@@ -159,6 +159,58 @@ _ATTRS_DOC = """
 """
 
 
+_PARTIAL_FIT_DOC = """One SR2 epoch over a block of the data, continuing from the previous calls.
+
+        Each call runs one epoch (under SVRG: one full gradient of the block, then steps on
+        its minibatches) from the iterate and sigma the previous call ended with; blocks may
+        differ in size. The model it sets draws on the iterates of all the calls, so that a
+        stream of blocks (the blocks of a dask array under ``dask_ml.wrappers.Incremental``)
+        fits the whole data, not the last block: two passes over the blocks come within 1%%
+        of an in-memory ``fit`` (see Notes, and the user guide, "Out-of-core fits with
+        dask").
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            One block of the training data; sparse input is used as CSR.
+        y : array-like of shape (n_samples,)
+            %(y)s
+%(classes)s        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights within the block (normalised to mean 1 there); a block
+            weighs in the average by its number of rows.
+
+        Returns
+        -------
+        self : %(name)s
+            The estimator, its model drawn from every call so far.
+
+        Notes
+        -----
+        The iterate of one call ends next to the minimiser of its block alone; over a
+        stream it stayed 0.3%% to 10%% above the whole data's optimal objective however many
+        passes were made. The model set (``coef_``, ``intercept_``) is instead, of three
+        candidates, the one with the lowest objective on the blocks that came after it
+        (each call first scores the previous calls' candidates on its own block): the last
+        iterate, or one proximal-gradient step from the mean of the iterates along the mean
+        of the blocks' gradients at them, later calls weighing more, with the coordinate
+        steps ``1 / L_j`` (best on nearly uncorrelated columns) or with the same steps
+        damped by the correlation of the columns (best on correlated ones); see
+        ``sr2learn/_stream_average.py``. The averages are sparse and move to the fit of the
+        whole data as the blocks' noise averages out; the first call returns its iterate.
+        Measured with blocks of 1,500 to 3,000 rows, dense, correlated and CSR
+        (``benchmarks/bench_out_of_core.py``, the tests, the gallery): after **two passes**
+        the objective was within 1%% of the in-memory fit's (0.001%% to 0.7%%) and the
+        held-out accuracy or R^2 within 0.01; after one pass, within 1.2%%. ``sigma_``,
+        ``n_iter_`` (the number of calls) and ``diagnostics_`` are about the iterate, on
+        the blocks; ``max_iter``, ``tol`` and ``working_set`` are not used.
+        """
+
+_CLASSES_DOC = """        classes : array-like of shape (n_classes,), default=None
+            All the labels that will ever appear: required on the first call (a block may
+            lack some), checked against the first call's on the later ones.
+"""
+
+
 class _BaseSR2(BaseEstimator):
     _parameter_constraints = {
         "penalty": [StrOptions(set(PENALTY_NAMES)), Penalty],
@@ -296,7 +348,7 @@ class _BaseSR2(BaseEstimator):
         average = None if first else getattr(self, "_average", None)
         if average is None:
             average = StreamAverage.start(problem)
-        return average.add(problem, W)
+        return average.add(problem, penalty, W)
 
     def _start(self, problem, b, partial, first, gen, seed):
         """The start point and sigma0: the previous solution (partial_fit, warm_start), or
@@ -588,8 +640,11 @@ class SR2Regressor(RegressorMixin, _BaseSR2):
     @_fit_context(prefer_skip_nested_validation=True)
     @_unfitted_on_failure
     def partial_fit(self, X, y, sample_weight=None):
-        """One SR2 epoch over (X, y), continuing from the current coefficients and sigma."""
         return self._fit(X, y, sample_weight, partial=True)
+
+    partial_fit.__doc__ = _PARTIAL_FIT_DOC % {
+        "y": "Targets.", "classes": "", "name": "SR2Regressor"
+    }
 
     def predict(self, X):
         """Predict with the fitted linear model."""
@@ -759,11 +814,11 @@ class SR2Classifier(ClassifierMixin, _BaseSR2):
     @_fit_context(prefer_skip_nested_validation=True)
     @_unfitted_on_failure
     def partial_fit(self, X, y, classes=None, sample_weight=None):
-        """One SR2 epoch over (X, y), continuing from the current coefficients and sigma.
-
-        ``classes`` (all the labels that will ever appear) is required on the first call.
-        """
         return self._fit(X, y, sample_weight, partial=True, classes=classes)
+
+    partial_fit.__doc__ = _PARTIAL_FIT_DOC % {
+        "y": "Class labels.", "classes": _CLASSES_DOC, "name": "SR2Classifier"
+    }
 
     def decision_function(self, X):
         """Linear scores: shape (n_samples,) for two classes, else (n_samples, n_classes)."""
