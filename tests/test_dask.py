@@ -17,7 +17,8 @@ distributed = pytest.importorskip("distributed")
 Incremental = pytest.importorskip("dask_ml.wrappers").Incremental
 
 # Passes over the blocks that the docstring of partial_fit and the user guide promise to
-# bring a fit within 1% of the in-memory objective and 0.01 of its held-out score.
+# bring a fit within 1% of the in-memory objective and 0.01 of its held-out score (at
+# worst 0.01 below it: the sparse problem's averaged model does 0.013 better).
 PASSES = 2
 BLOCK = 1500
 
@@ -26,7 +27,7 @@ BLOCK = 1500
 def client():
     with (
         distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                 dashboard_address=None) as cluster,
+                                 dashboard_address=":0") as cluster,
         distributed.Client(cluster) as client,
     ):  # fmt: skip
         yield client
@@ -64,6 +65,30 @@ def regression():
     return SR2Regressor(alpha=1e-2, random_state=0), X, y / y.std(), {}, 1e-3
 
 
+def correlated_regression():
+    # Equicorrelated columns (0.5): the coordinate steps of the plain average overshoot
+    # along the common direction (5% above the optimum after 2 passes); the damped one
+    # does not, and the held-out check must choose it.
+    rng = np.random.default_rng(0)
+    X = np.sqrt(0.5) * rng.standard_normal((12_000, 1)) + np.sqrt(0.5) * rng.standard_normal(
+        (12_000, 40)
+    )
+    y = X[:, :5] @ np.array([2.0, -1.5, 1.0, 0.5, -0.5]) + 2 * rng.standard_normal(12_000)
+    return SR2Regressor(alpha=1e-2, random_state=0), X, y, {}, 0.01
+
+
+def sparse_binary():
+    # CSR blocks, 1,000 features in 1% of the entries: the coordinate steps of the plain
+    # average fit it; the damped ones stay 1.3% above the optimum after 2 passes.
+    rng = np.random.default_rng(0)
+    X = sp.random(12_000, 1000, density=0.01, format="csr", random_state=0,
+                  data_rvs=lambda k: rng.exponential(size=k))  # fmt: skip
+    w = np.zeros(1000)
+    w[:30] = 3 * rng.standard_normal(30)
+    y = (rng.random(12_000) < 1 / (1 + np.exp(-(X @ w)))).astype(int)
+    return SR2Classifier(alpha=1e-3, random_state=0), X, y, {"classes": [0, 1]}, 0.01
+
+
 def blocks(X, y):
     asarray = not sp.issparse(X)
     return da.from_array(X, chunks=(BLOCK, -1), asarray=asarray), da.from_array(y, chunks=BLOCK)
@@ -75,7 +100,9 @@ def relative_gap(est, reference, X, y):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("problem", [binary, multiclass, regression])
+@pytest.mark.parametrize(
+    "problem", [binary, multiclass, regression, correlated_regression, sparse_binary]
+)
 def test_incremental_passes_reach_the_in_memory_fit(client, problem):
     est, X, y, kwargs, tol = problem()
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=0)
@@ -87,7 +114,7 @@ def test_incremental_passes_reach_the_in_memory_fit(client, problem):
     fitted = inc.estimator_
     assert fitted.n_iter_ == PASSES * len(Xd.chunks[0])  # one epoch per block
     assert relative_gap(fitted, memory, Xtr, ytr) < tol
-    assert abs(fitted.score(Xte, yte) - memory.score(Xte, yte)) <= 0.01
+    assert fitted.score(Xte, yte) >= memory.score(Xte, yte) - 0.01
     # The blocks differ: the last one alone ends further than tol above the optimum, where
     # a partial_fit that forgot the earlier blocks (or restarted on each) would end too.
     alone = clone(est)
