@@ -113,7 +113,9 @@ class L1(Penalty):
 
     def prox(self, v, step):
         xp = array_namespace(v)
-        return xp.sign(v) * xp.clip(xp.abs(v) - step * self.alpha, min=0.0)
+        threshold = step * self.alpha
+        # v - clip(v) is sign(v) (|v| - threshold)_+ with one rounding, in two passes.
+        return v - xp.clip(v, min=-threshold, max=threshold)
 
     def subdiff_distance(self, w, grad):
         xp = array_namespace(w, grad)
