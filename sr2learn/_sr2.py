@@ -150,9 +150,7 @@ def solve(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction,
     sigma, b = state.sigma, state.batch_size
     svrg = variance_reduction == "svrg"
     if svrg and stability_floor and max_epochs > 0:
-        # On ``work``, whose L the checkpoints then reuse (the shuffled copy was made
-        # before L was known: on ``problem`` it would be computed twice).
-        rule = with_floor(rule, svrg_sigma_floor(work, b))
+        rule = with_floor(rule, svrg_sigma_floor(problem, b))
         sigma = max(sigma, rule.sigma_min)
     n_steps, n_epochs = state.n_steps, state.n_epochs
     diag_rng = np.random.default_rng(rng.integers(2**32))
