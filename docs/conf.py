@@ -34,6 +34,7 @@ sphinx_gallery_conf = {
     "examples_dirs": os.path.join(here, "..", "examples"),
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
+    # A failing example stops the build with an error: sphinx exits non-zero.
     "abort_on_example_error": True,
     "download_all_examples": False,
     "remove_config_comments": True,

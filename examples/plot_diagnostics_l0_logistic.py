@@ -10,22 +10,17 @@ stopping criterion compared to ``tol`` (for l0, the stationarity measure relativ
 intercept-only model's gradient), and the paper's Theorem 4 bound beside the measured
 distance dist(0, ∂F(w + s)).
 
-The data come from ``get-data.sh DIR`` (see the README); set ``SR2LEARN_DATA=DIR``.
+:func:`sr2learn.datasets.load_adult` downloads the data on first use (about 28 MB,
+through pip) and reads them from its cache afterwards.
 """
-
-import sys
 
 import matplotlib.pyplot as plt
 
 from sr2learn import SR2Classifier
 from sr2learn.datasets import load_adult
 
-try:
-    X, y, names = load_adult(subset="train")
-    X_test, y_test, _ = load_adult(subset="test")
-except FileNotFoundError as exc:
-    print(f"This example needs the Adult data: {exc}")
-    sys.exit(0)
+X, y, names = load_adult(subset="train")
+X_test, y_test, _ = load_adult(subset="test")
 
 clf = SR2Classifier(penalty="l0", alpha=1e-3, random_state=0).fit(X, y)
 print(f"{X.shape[0]} samples, {X.shape[1]} one-hot features")

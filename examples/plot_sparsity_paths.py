@@ -9,8 +9,8 @@ encoded attributes). Each path starts at :func:`sr2learn.alpha_max` (all coeffic
 zero) and is warm-started from one alpha to the next, as ``SR2ClassifierCV`` does.
 
 l1 shrinks every surviving coefficient, so it needs more of them for the same accuracy;
-l0 and l1/2 select fewer features at equal accuracy. The data come from
-``get-data.sh DIR`` (see the README); set ``SR2LEARN_DATA=DIR``.
+l0 and l1/2 select fewer features at equal accuracy. :func:`sr2learn.datasets.load_adult`
+downloads the data on first use and reads them from its cache afterwards.
 """
 
 import matplotlib.pyplot as plt

@@ -5,6 +5,11 @@ minimiser, makes one pass for the gradient, and computes the scale-free stopping
 (relative duality gap or relative stationarity) and, for the diagnostics, the Theorem 4 terms
 of one step drawn at the point (:func:`draw_step`, the plain NumPy SR2 step, which the tests
 also use as the reference of the compiled engine).
+
+Its memory is a few arrays of n x K floats: the per-sample derivatives overwrite the
+predictions (one compiled pass of the datafit's loss), and the formulas applied sample by
+sample in NumPy (the dual, the variance) run over slices of rows, so that their
+temporaries stay small.
 """
 
 import math
@@ -12,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._engine import loss_pass
 from ._rule import SR2Rule
 
 __all__ = ["Checkpoint", "checkpoint", "draw_step", "prox_step"]
@@ -123,15 +129,40 @@ def _subdiff_dist_sq(problem, penalty, W, G):
     return out
 
 
-def _exact_variance(problem, E, mean_grad, batch_size):
+# NumPy formulas applied sample by sample run over slices of this many rows.
+_ROW_SLICE = 2**15
+
+
+def _row_slices(n):
+    return (slice(a, min(a + _ROW_SLICE, n)) for a in range(0, n, _ROW_SLICE))
+
+
+def _exact_variance(problem, E, mean_grad, batch_size, E_ref=None):
     """E||grad f(w) - g||^2 (metric's dual norm) of the batch mean of per-sample gradients
-    x~_i e_i^T drawn without replacement: (n - b) / (b (n - 1)) times their variance."""
+    x~_i e_i^T drawn without replacement: (n - b) / (b (n - 1)) times their variance.
+    With ``E_ref`` (SVRG), e_i is the difference of the rows of E and E_ref."""
     n = problem.n
     if n <= 1 or batch_size >= n:
         return 0.0
-    second = float(np.dot(problem.row_norms_sq, np.einsum("ij,ij->i", E, E))) / n
-    pop = max(0.0, second - _dual_sq(problem, mean_grad))
+    norms = problem.row_norms_sq
+    second = 0.0
+    for rows in _row_slices(n):
+        e = E[rows] if E_ref is None else E[rows] - E_ref[rows]
+        second += float(np.dot(norms[rows], np.einsum("ij,ij->i", e, e)))
+    pop = max(0.0, second / n - _dual_sq(problem, mean_grad))
     return (n - batch_size) / (batch_size * (n - 1)) * pop
+
+
+def _dual_objective(problem, E, kappa):
+    """-(1/n) sum_i s_i l*(-theta_i) at the dual point theta_i = -kappa l'(z_i), with
+    l'(z_i) = e_i / s_i recovered from E (a sample of weight zero adds nothing)."""
+    total = 0.0
+    for rows in _row_slices(problem.n):
+        sw = problem.sw[rows, None]
+        U = np.divide(E[rows], sw, out=np.zeros_like(E[rows]), where=sw > 0)
+        U *= kappa
+        total += float(problem.sw[rows] @ problem.datafit.conjugate(U, problem.Y[rows]))
+    return -total / problem.n
 
 
 def _in_batch_variance(problem, draw, ref):
@@ -155,7 +186,7 @@ def checkpoint(problem, penalty, W, *, diagnostic=None):
     pass for the gradient. The criterion is the relative duality gap gap / F(w) for a
     convex penalty (``penalty.dual_scale``), else the stationarity measure relative to the
     intercept-only model's gradient (:func:`_null_scale`, cached on the problem and carried
-    by its shuffled and restricted copies).
+    by its restricted problems).
 
     ``diagnostic`` (a dict with ``sigma``, ``batch_size``, ``ref``, ``rng``,
     ``variance_estimate``) adds the diagnostics' Theorem 4 terms for one step drawn at W
@@ -169,21 +200,20 @@ def checkpoint(problem, penalty, W, *, diagnostic=None):
         W[p] += shift
         Z += shift
     R_w = penalty.value(W[:p])
-    dloss = datafit.derivative(Z, Y)
-    E = dloss * sw[:, None]
-    f = float(sw @ datafit.loss(Z, Y)) / n
+    E = Z  # s_i l'(z_i) overwrite the predictions
+    f = loss_pass(datafit.kernel(), Z, Y, sw, E) / n
+    del Z
     draw = None
     if diagnostic is None:
         G = problem.gradient(E)
     else:
-        draw, G, G_trial = _trial_pass(problem, penalty, W, R_w, Z, E, diagnostic)
+        draw, G, G_trial = _trial_pass(problem, penalty, W, R_w, E, diagnostic)
     objective = f + R_w
     measure = _stationarity_measure(problem, penalty, W, R_w, G)
     kappa = penalty.dual_scale(G[:p])
     gap = math.nan
     if kappa is not None:
-        dual = -float(sw @ datafit.conjugate(kappa * dloss, Y)) / n
-        gap = max(objective - dual, 0.0)
+        gap = max(objective - _dual_objective(problem, E, kappa), 0.0)
         criterion = gap / objective if objective > 0 else 0.0
     else:
         scale = _null_scale(problem, penalty)
@@ -194,16 +224,18 @@ def checkpoint(problem, penalty, W, *, diagnostic=None):
     return ck
 
 
-def _trial_pass(problem, penalty, W, R_w, Z, E, diagnostic):
+def _trial_pass(problem, penalty, W, R_w, E, diagnostic):
     """A step drawn at W, and the full gradients at W and at w + s in one pass."""
     n, b = problem.n, diagnostic["batch_size"]
     idx = np.sort(diagnostic["rng"].choice(n, size=min(b, n), replace=False))
     draw = draw_step(problem, penalty, W, R_w, diagnostic["sigma"], idx, diagnostic["ref"])
-    Z_trial = Z + problem.predict(draw.S)
     K = problem.K
-    E_trial = problem.datafit.derivative(Z_trial, problem.Y) * problem.sw[:, None]
-    both = problem.gradient(np.concatenate([E, E_trial], axis=1))
-    return draw, both[:, :K], both[:, K:]
+    both = np.empty((n, 2 * K))  # [E, E at w + s]: one gradient pass for the two
+    both[:, :K] = E
+    loss_pass(problem.datafit.kernel(), problem.predict(draw.W_trial), problem.Y,
+              problem.sw, both[:, K:])  # fmt: skip
+    G = problem.gradient(both)
+    return draw, G[:, :K], G[:, K:]
 
 
 def _theorem4_terms(problem, penalty, ck, draw, G_trial, diagnostic):
@@ -212,7 +244,7 @@ def _theorem4_terms(problem, penalty, ck, draw, G_trial, diagnostic):
     if diagnostic["variance_estimate"] == "batch":
         V = _in_batch_variance(problem, draw, ref)
     elif ref is not None and ref.svrg:
-        V = _exact_variance(problem, ck.D - ref.D, ck.G - ref.mu, b)
+        V = _exact_variance(problem, ck.D, ck.G - ref.mu, b, E_ref=ref.D)
     else:
         V = _exact_variance(problem, ck.D, ck.G, b)
     trial_sq = _subdiff_dist_sq(problem, penalty, draw.W_trial, G_trial)

@@ -11,9 +11,12 @@ the engine cacheable on disk.
 
 from numba.extending import overload
 
+from ._cache import CACHE
+
 __all__ = ["JIT", "loss_derivative", "bregman", "prox_entries", "value_entries", "name_kernel"]
 
-JIT = {"cache": True, "error_model": "numpy"}
+# Cached on disk where numba can write a cache folder (see sr2learn._cache).
+JIT = {"cache": CACHE, "error_model": "numpy"}
 
 
 def name_kernel(cls):

@@ -4,6 +4,10 @@ Holds X (dense or CSR, float64 or float32, never copied to float64), the encoded
 the sample weights and the datafit; gives the compiled full passes (predictions, gradient),
 the exact Lipschitz bound and the diagonal metric of the steps (``column_metric``), in which
 the iterates do not depend on the units of the columns.
+
+X is held as the caller gave it: no pass over the data makes a copy of X or a temporary of
+its size (the compiled passes read it in place, and the Gram matrix of the Lipschitz bound
+is summed over slices of rows), so a fit's memory is X plus arrays of n or p entries.
 """
 
 
@@ -11,9 +15,28 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, eigsh
 
-from ._engine import EngineData, gradient_into, predict_into
+from ._engine import (
+    AllColumns,
+    ColumnSubset,
+    EngineData,
+    column_moments,
+    gradient_into,
+    predict_into,
+    row_norms_into,
+)
 
-__all__ = ["LinearProblem", "column_metric"]
+__all__ = ["LinearProblem", "column_metric", "data_nbytes"]
+
+# A working set's columns are copied when the copy is at most this fraction of X (see
+# LinearProblem.restricted).
+RESTRICTED_COPY_FRACTION = 0.1
+
+
+def data_nbytes(X):
+    """The bytes of X's arrays (for CSR: data, indices and indptr)."""
+    if sp.issparse(X):
+        return X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+    return X.nbytes
 
 
 def column_metric(X, sample_weight):
@@ -26,18 +49,12 @@ def column_metric(X, sample_weight):
     unscaled method. The intercept's column of ones then weighs as much as the densest
     feature: its metric is 1 / (largest weighted fraction of nonzeros in a column), which
     keeps it from dominating L on sparse data."""
-    p = X.shape[1]
-    if sp.issparse(X):
-        X = X.tocsr()
-        rows = np.repeat(sample_weight.astype(np.float64), np.diff(X.indptr))
-        present = X.data != 0
-        sq = np.bincount(X.indices, weights=np.square(X.data, dtype=np.float64) * rows,
-                         minlength=p)  # fmt: skip
-        mass = np.bincount(X.indices[present], weights=rows[present], minlength=p)
-    else:
-        sw = sample_weight.astype(np.float64)
-        sq = np.einsum("ij,ij,i->j", X, X, sw, dtype=np.float64)
-        mass = (X != 0).T.astype(np.float64) @ sw
+    X = X.tocsr() if sp.issparse(X) else np.ascontiguousarray(X)
+    n, p = X.shape
+    sw = np.ascontiguousarray(sample_weight, dtype=np.float64)
+    data = _engine_data(X, np.empty((n, 0)), sw, False, np.ones(p))
+    sq, mass = np.zeros(p), np.zeros(p)
+    column_moments(data, sq, mass)
     metric = np.ones(p)
     good = (mass > 0) & (sq > 0) & np.isfinite(sq)
     metric[good] = sq[good] / mass[good]
@@ -46,12 +63,32 @@ def column_metric(X, sample_weight):
     return metric, (1.0 / densest if densest > 0 else 1.0)
 
 
+def _engine_data(X, Y, sw, fit_intercept, inv_metric, columns=None):
+    """The arrays of X that the compiled engine reads, as they are (no copy); ``columns``:
+    the working set that the coordinates stand for (None: all the columns)."""
+    n, width = X.shape
+    if sp.issparse(X):
+        arrays = (False, X.data, X.indices, X.indptr)
+    else:
+        # int32 placeholders: dense data share the compiled code of int32-indexed CSR.
+        empty = np.zeros(1, dtype=np.int32)
+        arrays = (True, X.reshape(-1), empty, empty)
+    if columns is None:
+        p, coords = width, AllColumns(width)
+    else:
+        p = columns.size
+        slot = np.full(width, -1, dtype=np.int64)
+        slot[columns] = np.arange(p)
+        coords = ColumnSubset(width, columns, slot)
+    return EngineData(*arrays, n, p, Y, sw, bool(fit_intercept), inv_metric, coords)
+
+
 class LinearProblem:
     """Data of f(w) = sum_i s_i l(x_i . w + b, y_i) / n for one solver call.
 
     Parameters
     ----------
-    X : ndarray or CSR matrix of shape (n, p), float64 or float32 (never copied to float64)
+    X : ndarray or CSR matrix of shape (n, p), float64 or float32 (never copied)
     Y : ndarray of shape (n, K), targets encoded for ``datafit``
     sample_weight : ndarray of shape (n,), normalised to mean 1
     datafit : a datafit of :mod:`sr2learn.datafits`
@@ -59,15 +96,20 @@ class LinearProblem:
     metric : (ndarray of shape (p,), float) or None
         The step's diagonal metric on the coefficients and on the intercept
         (:func:`column_metric` when None).
+    columns : ndarray of int or None
+        The columns of X that the coefficients stand for (a working set, see
+        :meth:`restricted`); None: all of them.
     """
 
-    def __init__(self, X, Y, sample_weight, datafit, fit_intercept, metric=None):
+    def __init__(self, X, Y, sample_weight, datafit, fit_intercept, metric=None, columns=None):
         self.X = X.tocsr() if sp.issparse(X) else np.ascontiguousarray(X)
         self.Y = np.ascontiguousarray(Y, dtype=np.float64)
         self.sw = np.ascontiguousarray(sample_weight, dtype=np.float64)
         self.datafit = datafit
         self.fit_intercept = bool(fit_intercept)
-        self.n, self.p = X.shape
+        self.columns = None if columns is None else np.ascontiguousarray(columns, np.int64)
+        self.n = X.shape[0]
+        self.p = X.shape[1] if columns is None else self.columns.size
         self.K = self.Y.shape[1]
         self.dtype = X.dtype
         if metric is None:
@@ -76,8 +118,8 @@ class LinearProblem:
         self.inv_metric = 1.0 / np.r_[self.metric, [self.intercept_metric] * self.fit_intercept]
         self._lipschitz = None
         self._row_norms_sq = None
+        self._column_counts = None  # stored entries per column of X (CSR), for restricted
         self._data = None
-        self.order = None
         self.null_scale = None  # the nonconvex criterion's scale (see _null_scale)
 
     @property
@@ -86,16 +128,10 @@ class LinearProblem:
 
     @property
     def data(self):
-        """The arrays the compiled engine reads."""
+        """The arrays the compiled engine reads (X itself, not a copy)."""
         if self._data is None:
-            X = self.X
-            if sp.issparse(X):
-                arrays = (False, X.data, X.indices.astype(np.int64), X.indptr.astype(np.int64))
-            else:
-                empty = np.zeros(1, dtype=np.int64)
-                arrays = (True, X.reshape(-1), empty, empty)
-            self._data = EngineData(*arrays, self.n, self.p, self.Y, self.sw,
-                                    self.fit_intercept, self.inv_metric)  # fmt: skip
+            self._data = _engine_data(self.X, self.Y, self.sw, self.fit_intercept,
+                                      self.inv_metric, self.columns)  # fmt: skip
         return self._data
 
     def predict(self, W):
@@ -111,7 +147,11 @@ class LinearProblem:
         return G / self.n
 
     def rows(self, idx):
-        return self.X[idx], self.Y[idx], self.sw[idx]
+        """X, Y and the weights of the rows ``idx`` (a copy of those rows of X only)."""
+        XB = self.X[idx]
+        if self.columns is not None:
+            XB = XB[:, self.columns]
+        return XB, self.Y[idx], self.sw[idx]
 
     def batch_linear(self, XB, W):
         Z = np.asarray(XB @ W[: self.p], dtype=np.float64)
@@ -124,45 +164,44 @@ class LinearProblem:
             G[self.p] = E.sum(axis=0)
         return G
 
-    def shuffled(self, rng):
-        """The same problem with its rows in a random order (one copy of the data).
-
-        Minibatches are then contiguous slices: no per-step copy. Every full-data quantity
-        (f, grad f, L, V) is invariant to the row order.
-        """
-        order = rng.permutation(self.n)
-        other = LinearProblem(self.X[order], self.Y[order], self.sw[order], self.datafit,
-                              self.fit_intercept, (self.metric, self.intercept_metric))  # fmt: skip
-        other.order = order
-        other._lipschitz = self._lipschitz
-        other.null_scale = self.null_scale
-        if self._row_norms_sq is not None:
-            other._row_norms_sq = self._row_norms_sq[order]
-        return other
-
     def restricted(self, columns):
         """The problem on a subset of the columns (for working sets); its L is bounded by
-        the full problem's, which it reuses."""
+        the full problem's, which it reuses.
+
+        Those columns of X are copied when the copy is small (at most
+        ``RESTRICTED_COPY_FRACTION`` of X, e.g. a few of many dense columns): its rows are
+        then contiguous, the fastest to read. Otherwise X is read in place through the
+        columns, which keeps the fit's memory at X plus arrays of n or p entries at some
+        cost in speed (a gather of dense rows, skipped entries of CSR rows).
+        """
+        columns = np.asarray(columns, dtype=np.int64)
         metric = (self.metric[columns], self.intercept_metric)
-        sub = LinearProblem(self.X[:, columns], self.Y, self.sw, self.datafit,
-                            self.fit_intercept, metric)  # fmt: skip
+        of_x = columns if self.columns is None else self.columns[columns]
+        if self._restricted_bytes(of_x) <= RESTRICTED_COPY_FRACTION * data_nbytes(self.X):
+            X, of_x = self.X[:, of_x], None
+        else:
+            X = self.X
+        sub = LinearProblem(X, self.Y, self.sw, self.datafit, self.fit_intercept, metric, of_x)
         sub._lipschitz = self.lipschitz()
         sub.null_scale = self.null_scale
         return sub
+
+    def _restricted_bytes(self, of_x):
+        """The size of a copy of the columns ``of_x`` of X."""
+        if not sp.issparse(self.X):
+            return self.n * of_x.size * self.X.itemsize
+        if self._column_counts is None:
+            self._column_counts = _column_counts(self.X)
+        entry = self.X.data.itemsize + self.X.indices.itemsize
+        return int(self._column_counts[of_x].sum()) * entry + self.X.indptr.nbytes
 
     @property
     def row_norms_sq(self):
         """||x~_i||^2 per sample in the metric's dual norm (sum_j x_ij^2 / d_j^2, plus the
         intercept's inverse metric), cached."""
         if self._row_norms_sq is None:
-            inv = self.inv_metric[: self.p]
-            if sp.issparse(self.X):
-                X = self.X
-                sq = np.square(X.data, dtype=np.float64) * inv[X.indices]
-                sq = np.add.reduceat(np.r_[sq, 0.0], X.indptr[:-1]) * (np.diff(X.indptr) > 0)
-            else:
-                sq = np.einsum("ij,ij,j->i", self.X, self.X, inv, dtype=np.float64)
-            self._row_norms_sq = sq + (self.inv_metric[-1] if self.fit_intercept else 0.0)
+            self._row_norms_sq = np.empty(self.n)
+            row_norms_into(self.data, self._row_norms_sq)
         return self._row_norms_sq
 
     def lipschitz(self):
@@ -188,38 +227,77 @@ class LinearProblem:
         return self.datafit.curvature * lam
 
 
+def _column_counts(X):
+    """The stored entries per column of a CSR matrix, counted over slices of its indices
+    (bincount makes an int64 copy of what it counts)."""
+    counts = np.zeros(X.shape[1], dtype=np.int64)
+    step = _GRAM_SLICE_BYTES // 8
+    for a in range(0, X.indices.size, step):
+        counts += np.bincount(X.indices[a : a + step], minlength=X.shape[1])
+    return counts
+
+
+# The Gram matrix of a small side is summed over slices of this many bytes of X (as float64):
+# BLAS speed, and no temporary of the size of X.
+_GRAM_SLICE_BYTES = 2**20
+
+
 def _largest_eig_gram(problem):
     """Largest eigenvalue of A^T A, A = S^(1/2) X~ D^(-1/2), exact up to rounding."""
-    X, sw = problem.X, problem.sw
-    n = X.shape[0]
-    root = np.sqrt(sw)
+    small = min(problem.n, problem.n_rows)
+    if small <= (16 if sp.issparse(problem.X) else 1500):
+        return float(np.linalg.eigvalsh(_small_gram(problem))[-1])
     scale = np.sqrt(problem.inv_metric)
-    small = min(n, problem.n_rows)
-    if small <= (16 if sp.issparse(X) else 1500):
-        # Small side: form the Gram matrix densely and take its top eigenvalue.
-        cols = scale[: problem.p]
-        A = sp.diags(root) @ X @ sp.diags(cols) if sp.issparse(X) else (X * root[:, None]) * cols
-        if n <= problem.n_rows:
-            gram = A @ A.T
-            gram = gram.toarray() if sp.issparse(gram) else np.asarray(gram, dtype=np.float64)
-            if problem.fit_intercept:
-                gram = gram + scale[-1] ** 2 * np.outer(root, root)
-        else:
-            gram = A.T @ A
-            gram = gram.toarray() if sp.issparse(gram) else np.asarray(gram, dtype=np.float64)
-            if problem.fit_intercept:
-                col = np.asarray(A.T @ root, dtype=np.float64).ravel() * scale[-1]
-                corner = np.array([[float(sw.sum()) * scale[-1] ** 2]])
-                gram = np.block([[gram, col[:, None]], [col[None, :], corner]])
-        return float(np.linalg.eigvalsh(gram)[-1])
 
     def matvec(v):
         v = scale * np.asarray(v, dtype=np.float64).ravel()
-        u = problem.predict(v[:, None]) * sw[:, None]
-        return scale * (problem.gradient(u).ravel() * n)
+        u = problem.predict(v[:, None]) * problem.sw[:, None]
+        return scale * (problem.gradient(u).ravel() * problem.n)
 
     op = LinearOperator((problem.n_rows, problem.n_rows), matvec=matvec, dtype=np.float64)
     v0 = np.random.default_rng(0).standard_normal(problem.n_rows)  # deterministic
     top = eigsh(op, k=1, which="LA", ncv=min(6, problem.n_rows), tol=1e-10, v0=v0,
                 return_eigenvectors=False)[0]  # fmt: skip
     return float(top) * (1.0 + 1e-8)  # Lanczos converges from below: keep a bound
+
+
+def _small_gram(problem):
+    """The Gram matrix of A = S^(1/2) X~ D^(-1/2) on its small side (A A^T when n is at
+    most the number of coefficients, else A^T A), summed over slices of the long side."""
+    n, p = problem.n, problem.p
+    scale = np.sqrt(problem.inv_metric)
+    root = np.sqrt(problem.sw)
+    if n <= problem.n_rows:
+        # A A^T over slices of the coefficients; the intercept's column adds a rank one.
+        gram = np.zeros((n, n))
+        if problem.fit_intercept:
+            gram += scale[-1] ** 2 * np.outer(root, root)
+        step = max(1, _GRAM_SLICE_BYTES // (8 * n))
+        for a in range(0, p, step):
+            A = _weighted_slice(problem, slice(None), slice(a, min(a + step, p)), root, scale)
+            gram += A @ A.T
+        return gram
+    # A^T A over slices of rows; the intercept's row and column are A^T (root * scale).
+    gram = np.zeros((problem.n_rows, problem.n_rows))
+    step = max(1, _GRAM_SLICE_BYTES // (8 * max(1, p)))
+    for a in range(0, n, step):
+        rows = slice(a, min(a + step, n))
+        A = _weighted_slice(problem, rows, slice(None), root, scale)
+        gram[:p, :p] += A.T @ A
+        if problem.fit_intercept:
+            col = A.T @ root[rows] * scale[-1]
+            gram[:p, p] += col
+            gram[p, :p] += col
+    if problem.fit_intercept:
+        gram[p, p] = float(problem.sw.sum()) * scale[-1] ** 2
+    return gram
+
+
+def _weighted_slice(problem, rows, coefs, root, scale):
+    """S^(1/2) X D^(-1/2) on a slice of rows and a slice of coefficients, dense float64
+    (a copy of that block of X only)."""
+    columns = coefs if problem.columns is None else problem.columns[coefs]
+    XB = problem.X[rows][:, columns]
+    A = (XB.toarray() if sp.issparse(XB) else XB) * root[rows, None]  # float64
+    A *= scale[: problem.p][coefs]
+    return A

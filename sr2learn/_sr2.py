@@ -100,17 +100,17 @@ def _rule_params(rule):
                       rule.sigma_max, eps)  # fmt: skip
 
 
-def _epoch(problem, penalty, W, R_w, sigma, b, ref, rng, settings, rule):
-    """One compiled epoch: random reshuffling of blocks of the pre-shuffled rows (a random
-    shift of the block edges and a random block order). Returns (W, R, sigma, trace,
-    clamps, norm test failures, norm tests)."""
+def _epoch(problem, penalty, W, R_w, sigma, b, ref, rows, rng, settings, rule):
+    """One compiled epoch: random reshuffling of blocks of the rows in the order ``rows``
+    (a random shift of the block edges and a random block order). Returns (W, R, sigma,
+    trace, clamps, norm test failures, norm tests)."""
     n = problem.n
     shift = int(rng.integers(b)) if b < n else 0
     edges = np.unique(np.r_[0, np.arange(shift, n, b), n]).astype(np.int64)
     order = rng.permutation(edges.size - 1).astype(np.int64)
     theta = NORM_TEST_THETA if settings.variance_reduction == "growing_batch" else 0.0
     lazy = settings.lazy and penalty.lazy_exact
-    plan = EpochPlan(edges, order, lazy, theta)
+    plan = EpochPlan(rows, edges, order, lazy, theta)
     state = EpochState(W, np.array([sigma, R_w]))
     trace = np.empty((order.size, 7))
     if ref is None:
@@ -140,7 +140,9 @@ def solve(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction,
     """
     s = _Settings(max_epochs, tol, variance_reduction, checkpoint_every, variance_estimate,
                   lazy, light, verbose)  # fmt: skip
-    work = problem.shuffled(rng) if max_epochs > 0 else problem
+    # The batches are blocks of one random order of the rows, drawn through this
+    # permutation: X is never reordered (a shuffled copy would double the fit's memory).
+    rows = rng.permutation(problem.n).astype(np.int64, copy=False) if max_epochs > 0 else None
     W = np.array(state.W, dtype=np.float64)
     if not math.isfinite(penalty.value(W[: problem.p])):
         # A start outside an indicator's domain (e.g. L0Ball): project it first.
@@ -154,8 +156,7 @@ def solve(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction,
     diag_rng = np.random.default_rng(rng.integers(2**32))
     ref = None
     if reference is not None:
-        order = slice(None) if work.order is None else work.order
-        ref = Reference(True, np.ascontiguousarray(reference[0][order]), reference[1])
+        ref = Reference(True, np.ascontiguousarray(reference[0]), reference[1])
     log = _StepLog(sigma)
     converged = False
     prev = None  # the last checkpoint the iterates passed (the SVRG safeguard's anchor)
@@ -164,7 +165,7 @@ def solve(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction,
         due = _checkpoint_due(epochs, s, diagnostics)
         if due or (svrg and epochs > 0):
             full = due and not light
-            ck = _checkpoint(work, penalty, W, sigma, b, ref, s, diag_rng, full)
+            ck = _checkpoint(problem, penalty, W, sigma, b, ref, s, diag_rng, full)
             if svrg and prev is not None and _went_up(ck.objective, prev.objective):
                 # An unstable SVRG epoch (steps too long for the estimator's drift, which
                 # the batch ratio cannot see): back to where it started, longer sigma floor.
@@ -173,22 +174,24 @@ def solve(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction,
                 sigma = rule.sigma_min
                 diagnostics.n_restarts += 1
                 if full:
-                    ck = _checkpoint(work, penalty, W, sigma, b, ref, s, diag_rng, True)
+                    ck = _checkpoint(problem, penalty, W, sigma, b, ref, s, diag_rng, True)
             prev = ck
             W = ck.W
+            converged = tol is not None and ck.criterion <= tol and epochs >= min_epochs
+            if converged and not full and not light:  # the returned point is always recorded
+                ck, full = _checkpoint(problem, penalty, W, sigma, b, ref, s, diag_rng, True), True
             if full:
                 _record(diagnostics, ck, sigma, b, log, n_steps, n_epochs, s.verbose)
-            converged = tol is not None and ck.criterion <= tol and epochs >= min_epochs
             if svrg:
                 ref = Reference(True, ck.D, ck.G)
         if converged or epochs >= max_epochs:
             break
         if svrg and ref is None:
-            ck = prev = _checkpoint(work, penalty, W, sigma, b, ref, s, diag_rng, False)
+            ck = prev = _checkpoint(problem, penalty, W, sigma, b, ref, s, diag_rng, False)
             W, ref = ck.W, Reference(True, ck.D, ck.G)
         R_w = penalty.value(W[: problem.p])
         W, R_w, sigma, trace, clamps, failed, tested = _epoch(
-            work, penalty, W.copy(), R_w, sigma, b, ref, rng, s, rule)  # fmt: skip
+            problem, penalty, W.copy(), R_w, sigma, b, ref, rows, rng, s, rule)  # fmt: skip
         log.add(trace)
         diagnostics.n_sigma_clamps += clamps
         diagnostics.record_trace(n_steps + 1, n_epochs + 1, trace)

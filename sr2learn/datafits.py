@@ -38,17 +38,13 @@ from numba.extending import register_jitable
 from scipy.special import expit, log_expit, logsumexp, softmax, xlogy
 
 from ._compiled import name_kernel
+from ._intercept import newton_intercept
 
 # Below this |dz| the Bregman terms use their Taylor series (4th order: relative error
 # about dz^3 / 60, against a cancellation error of eps / dz^2 in the plain difference).
 _TAYLOR_BELOW = 1e-2
 
 __all__ = ["Quadratic", "Logistic", "Multinomial"]
-
-_NEWTON_STEPS = 60
-# Intercept shifts beyond this (a class absent from the data drives its intercept to
-# -inf) are not pursued: exp(-50) is already below any probability that matters.
-_INTERCEPT_LIMIT = 50.0
 
 
 class Datafit:
@@ -64,33 +60,8 @@ class Datafit:
         return self.Kernel(curvature=self.curvature)
 
     def intercept_shift(self, Z, Y, sw):
-        """Newton's method with a backtracking line search on the convex function
-        phi(delta) = sum_i s_i l(z_i + delta); the Hessian of the multinomial loss is
-        singular along (1, ..., 1), hence the least-squares solve."""
-        delta = np.zeros(Z.shape[1])
-        total = float(sw.sum())
-        value = float(sw @ self.loss(Z, Y))
-        for _ in range(_NEWTON_STEPS):
-            D = self.derivative(Z + delta, Y)
-            grad = sw @ D
-            if not np.max(np.abs(grad)) > 1e-13 * total:
-                break
-            if not np.all(np.isfinite(grad)) or np.max(np.abs(delta)) > _INTERCEPT_LIMIT:
-                break  # no finite minimiser (a class absent from the data): stop moving
-            H = self._intercept_hessian(Z + delta, D + Y, sw)
-            step = -np.linalg.lstsq(H, grad, rcond=None)[0]
-            if not np.max(np.abs(step)) > 1e-15 * (1.0 + np.max(np.abs(delta))):
-                break  # at rounding level
-            t = 1.0
-            for _ in range(20):
-                trial = float(sw @ self.loss(Z + delta + t * step, Y))
-                if trial <= value + 1e-4 * t * float(grad @ step):
-                    break
-                t *= 0.5
-            else:
-                break  # no decrease left to find
-            delta, value = delta + t * step, trial
-        return delta
+        """Newton's method on the compiled loss (:mod:`sr2learn._intercept`)."""
+        return newton_intercept(self.kernel(), Z, Y, sw)
 
 
 class Quadratic(Datafit):
@@ -144,10 +115,6 @@ class Logistic(Datafit):
         # q = u + y in [0, 1] (a convex combination of y and sigmoid(z) for the dual points used)
         q = np.clip(U[:, 0] + Y[:, 0], 0.0, 1.0)
         return xlogy(q, q) + xlogy(1.0 - q, 1.0 - q)
-
-    @staticmethod
-    def _intercept_hessian(Z, P, sw):
-        return np.array([[float(sw @ (P[:, 0] * (1.0 - P[:, 0])))]])
 
     class Kernel(NamedTuple):
         curvature: float
@@ -207,10 +174,6 @@ class Multinomial(Datafit):
     def conjugate(self, U, Y):
         Q = np.clip(U + Y, 0.0, 1.0)  # on the simplex for the dual points used
         return xlogy(Q, Q).sum(axis=1)
-
-    @staticmethod
-    def _intercept_hessian(Z, P, sw):
-        return np.diag(sw @ P) - (P * sw[:, None]).T @ P
 
     class Kernel(NamedTuple):
         curvature: float

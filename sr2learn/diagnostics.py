@@ -47,6 +47,8 @@ CHECKPOINT_KEYS = (
 )
 # Computed here from the others, never passed in: one formula for both backends.
 _DERIVED_KEYS = ("C", "bound", "bound_expected")
+# Single steps (the torch optimizer's) are gathered into an array every this many.
+_PENDING_STEPS = 1024
 
 
 class ConvergenceDiagnostics:
@@ -86,28 +88,51 @@ class ConvergenceDiagnostics:
         self.n_sigma_clamps = 0
         self.n_restarts = 0  # SVRG epochs undone because F(w) rose (linear models)
         self.column_scale = None  # d_j of the solver's metric (linear models)
-        self._steps = []
+        # The steps as float64 blocks of HISTORY_KEYS rows (72 bytes a step: a tuple of
+        # Python floats took about 330, more than a sparse row of X per 32-row batch),
+        # and the single steps of the torch optimizer not yet gathered into a block.
+        self._blocks = []
+        self._pending = []
+        self._n_steps = 0
         self._checkpoints = []
 
     # -- recording (called by the solvers) ------------------------------------------------
     def record_step(self, iteration, epoch, sigma, rho, accepted, step_sq, xi, objective, nnz):
         # One tuple per step keeps the recording cost to a single list append.
-        self._steps.append((iteration, epoch, sigma, rho, accepted, step_sq, xi, objective, nnz))
+        self._pending.append((iteration, epoch, sigma, rho, accepted, step_sq, xi, objective,
+                              nnz))  # fmt: skip
+        self._n_steps += 1
+        if len(self._pending) >= _PENDING_STEPS:
+            self._gather()
 
     def record_steps(self, first_iteration, epoch, sigma, rho, accepted, step_sq, xi, objective,
                      nnz):  # fmt: skip
         """Record a run of consecutive steps from per-step arrays."""
-        iterations = range(first_iteration, first_iteration + len(sigma))
-        self._steps.extend(
-            zip(iterations, [epoch] * len(sigma), sigma.tolist(), rho.tolist(),
-                accepted.tolist(), step_sq.tolist(), xi.tolist(), objective.tolist(),
-                nnz.tolist(), strict=True)
-        )  # fmt: skip
+        self.record_trace(first_iteration, epoch,
+                          np.column_stack([sigma, rho, accepted, step_sq, xi, objective, nnz]))
 
     def record_trace(self, first_iteration, epoch, trace):
         """Record the steps of one compiled epoch: ``trace`` has one row per step with
         sigma, rho, accepted, step_sq, xi, batch objective and nnz."""
-        self.record_steps(first_iteration, epoch, *trace.T)
+        self._gather()
+        block = np.empty((trace.shape[0], len(HISTORY_KEYS)))
+        block[:, 0] = np.arange(first_iteration, first_iteration + trace.shape[0])
+        block[:, 1] = epoch
+        block[:, 2:] = trace
+        self._blocks.append(block)
+        self._n_steps += trace.shape[0]
+
+    def _gather(self):
+        """Move the pending single steps into a block."""
+        if self._pending:
+            self._blocks.append(np.asarray(self._pending, dtype=float))
+            self._pending = []
+
+    def _steps(self, columns=slice(None)):
+        """The given columns (of HISTORY_KEYS) of every step so far, one row per step."""
+        self._gather()
+        parts = [block[:, columns] for block in self._blocks]
+        return np.concatenate(parts) if parts else np.empty((0, len(HISTORY_KEYS)))[:, columns]
 
     def record_checkpoint(self, **values):
         """Record one checkpoint. Pass every key of ``CHECKPOINT_KEYS`` except ``C``,
@@ -126,13 +151,16 @@ class ConvergenceDiagnostics:
 
     def extend_steps(self, other):
         """Append the steps of another diagnostics object (the working set's inner solves)."""
-        self._steps.extend(other._steps)
+        self._gather()
+        other._gather()
+        self._blocks.extend(other._blocks)
+        self._n_steps += other.n_steps
         self.n_sigma_clamps += other.n_sigma_clamps
         self.n_restarts += other.n_restarts
 
     def trace_array(self):
         """The steps as an array with the columns of a compiled epoch's trace."""
-        return np.asarray([row[2:] for row in self._steps], dtype=float).reshape(-1, 7)
+        return self._steps(slice(2, None))
 
     @property
     def criterion_name(self):
@@ -154,7 +182,7 @@ class ConvergenceDiagnostics:
 
     @property
     def history(self):
-        return self._columns(self._steps, HISTORY_KEYS)
+        return {k: self._steps(j) for j, k in enumerate(HISTORY_KEYS)}
 
     @property
     def checkpoints(self):
@@ -162,7 +190,7 @@ class ConvergenceDiagnostics:
 
     @property
     def n_steps(self):
-        return len(self._steps)
+        return self._n_steps
 
     def last_checkpoint(self):
         """The most recent checkpoint as a dict of floats (None before the first)."""
@@ -172,9 +200,9 @@ class ConvergenceDiagnostics:
 
     @property
     def acceptance_rate(self):
-        if not self._steps:
+        if not self._n_steps:
             return math.nan
-        return float(np.mean([row[4] for row in self._steps]))
+        return float(np.mean(self._steps(HISTORY_KEYS.index("accepted"))))
 
     @property
     def certificate(self):

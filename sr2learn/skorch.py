@@ -11,10 +11,20 @@ SR2 take it from the curvature of the first batch (and gives any other optimizer
 default lr). ProxSGD and ProxGEN can be passed as ``optimizer=`` with the same split.
 Floating inputs must be finite and are cast to the module's parameter dtype, as a
 scikit-learn user expects of float64 data.
+
+Needs the ``[torch]`` extra (torch and skorch): ``pip install "sr2learn[torch]"``.
 """
 
 import numpy as np
-import torch
+
+from ._extras import missing_extra
+
+try:
+    import skorch  # noqa: F401
+    import torch
+except ImportError as error:
+    raise missing_extra("sr2learn.skorch", error) from error
+
 from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import Callback
 from skorch.dataset import unpack_data

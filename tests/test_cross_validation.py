@@ -45,7 +45,8 @@ def test_regressor_cv_chooses_the_alpha_lassocv_chooses(diabetes):
     X, y = diabetes
     alphas = np.geomspace(10.0, 0.01, 8)
     lasso = LassoCV(alphas=alphas, cv=4, tol=1e-10, max_iter=100_000).fit(X, y)
-    sr2 = SR2RegressorCV(alphas=alphas, cv=4, random_state=0).fit(X, y)
+    # Both solved tightly: the comparison is of the objective and the folds, not of tol.
+    sr2 = SR2RegressorCV(alphas=alphas, cv=4, tol=1e-8, random_state=0).fit(X, y)
     assert sr2.alpha_ == pytest.approx(lasso.alpha_)
     assert sr2.scores_path_.shape == (4, 8)
     np.testing.assert_allclose(sr2.coef_, lasso.coef_, atol=1e-3)
@@ -74,7 +75,7 @@ def test_held_out_scores_are_weighted_by_the_test_fold_like_lassocv(diabetes):
     alphas = np.geomspace(10.0, 0.01, 8)
     lasso = LassoCV(alphas=alphas, cv=folds, tol=1e-10, max_iter=100_000)
     lasso.fit(X, y, sample_weight=sw)
-    sr2 = SR2RegressorCV(alphas=alphas, cv=folds, scoring="neg_mean_squared_error",
+    sr2 = SR2RegressorCV(alphas=alphas, cv=folds, scoring="neg_mean_squared_error", tol=1e-8,
                          random_state=0).fit(X, y, sample_weight=sw)  # fmt: skip
     # Weighted fold fits scored by the weighted test-fold MSE, and a weighted refit.
     np.testing.assert_allclose(-sr2.scores_path_.T, lasso.mse_path_, rtol=1e-4)
@@ -173,3 +174,13 @@ def test_alpha_max_rejects_weights_summing_to_zero(diabetes):
     X, y = diabetes
     with pytest.raises(ValueError, match="sum to zero|at least one non-zero"):
         alpha_max(SR2Regressor(), X, y, np.zeros(len(y)))
+
+
+@pytest.mark.parametrize(
+    "CV, Base", [(SR2RegressorCV, SR2Regressor), (SR2ClassifierCV, SR2Classifier)]
+)
+def test_cv_defaults_are_the_base_estimators_defaults(CV, Base):
+    # tol above all: the criterion is scale-free, so the default means the same on a path.
+    cv, base = CV().get_params(), Base().get_params()
+    for name in CV._base_params:
+        assert cv[name] == base[name], name

@@ -179,3 +179,27 @@ def test_bregman_term_matches_extended_precision(datafit, K, scale):
         ref = lse(Zl + dZl) - lse(Zl) - np.sum(P * dZl, axis=1)
     assert np.all(got >= 0)
     np.testing.assert_allclose(got, ref.astype(float), rtol=1e-5, atol=1e-17)
+
+
+@pytest.mark.parametrize("datafit,K", [(Quadratic(), 1), (Logistic(), 1), (Multinomial(), 3)])
+@pytest.mark.parametrize("start", ["far", 1e-6, 1e-8, 1e-9])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_intercept_shift_zeroes_the_intercept_gradient(datafit, K, start, seed):
+    # A numeric start: the predictions already sit that close to the best intercept, where
+    # phi's decrease is noise; the shift must still reach a gradient at rounding level.
+    rng = np.random.default_rng(seed)
+    n = 500
+    Z = rng.normal(size=(n, K)) * rng.uniform(0.5, 3)
+    Y = make_targets(datafit, n, K, rng)
+    sw = rng.exponential(size=n) * (rng.random(n) > 0.1)
+    sw *= n / sw.sum()
+    if start != "far":
+        Z = Z + datafit.intercept_shift(Z, Y, sw) + rng.normal(size=K) * start
+    delta = datafit.intercept_shift(Z, Y, sw)
+    grad = sw @ datafit.derivative(Z + delta, Y)
+    assert np.max(np.abs(grad)) <= 1e-11 * n
+    # and it is a minimiser: no shift in any direction does better
+    best = float(sw @ datafit.loss(Z + delta, Y))
+    for e in np.eye(K):
+        for h in (1e-4, -1e-4):
+            assert float(sw @ datafit.loss(Z + delta + h * e, Y)) >= best - 1e-9 * abs(best)

@@ -297,6 +297,16 @@ def test_checkpoint_every_and_the_in_batch_variance_option(diabetes):
     assert np.all(batch.diagnostics_.checkpoints["variance"] > 0)
 
 
+@pytest.mark.parametrize("every", [4, 7, 1000])
+def test_a_fit_converging_between_checkpoints_records_its_returned_point(diabetes, every):
+    X, y = diabetes
+    est = SR2Regressor(alpha=0.5, checkpoint_every=every, random_state=0).fit(X, y)
+    last = est.diagnostics_.last_checkpoint()
+    assert est.diagnostics_.converged and last["epoch"] == est.n_iter_
+    assert last["criterion"] <= est.tol
+    assert est.n_iter_ % every != 0  # the case: convergence at an epoch that is not due
+
+
 @pytest.mark.parametrize("svrg", [False, True])
 def test_in_batch_variance_estimate_is_unbiased(svrg):
     from sr2learn._checkpoint import _exact_variance, _in_batch_variance, draw_step

@@ -104,12 +104,13 @@ def small_problem(datafit, K, sparse, seed=0, n=120, p=40, dtype=np.float64):
     return LinearProblem(X, Y, 0.5 + rng.random(n), datafit, True)
 
 
-def reference_epoch(problem, penalty, W, sigma, edges, order, ref, rule):
-    """The steps of one epoch with the NumPy reference step (no compiled code)."""
+def reference_epoch(problem, penalty, W, sigma, rows, edges, order, ref, rule):
+    """The steps of one epoch with the NumPy reference step (no compiled code): batch k
+    holds the rows ``rows[edges[k]:edges[k + 1]]``."""
     trace = []
     R_w = penalty.value(W[: problem.p])
     for k in order:
-        idx = slice(int(edges[k]), int(edges[k + 1]))
+        idx = rows[edges[k] : edges[k + 1]]
         d = draw_step(problem, penalty, W, R_w, sigma, idx, ref)
         XB, YB, swB = problem.rows(idx)
         ZS = problem.batch_linear(XB, d.S)
@@ -124,10 +125,10 @@ def reference_epoch(problem, penalty, W, sigma, edges, order, ref, rule):
     return W, np.array(trace)
 
 
-def compiled_epoch(problem, penalty, W, sigma, edges, order, ref, rule, lazy):
+def compiled_epoch(problem, penalty, W, sigma, rows, edges, order, ref, rule, lazy):
     state = EpochState(W.copy(), np.array([sigma, penalty.value(W[: problem.p])]))
     trace = np.empty((order.size, 7))
-    plan = EpochPlan(edges, order, lazy and penalty.lazy_exact, 0.0)
+    plan = EpochPlan(rows, edges, order, lazy and penalty.lazy_exact, 0.0)
     _, visits, _, _ = sr2_epoch(problem.data, problem.datafit.kernel(), penalty.kernel(),
                                 _rule_params(rule), state, ref, plan, trace)
     return state.W, trace, visits
@@ -146,13 +147,15 @@ def test_compiled_steps_equal_the_numpy_reference_steps(penalty, datafit, K, svr
     ck = checkpoint(problem, penalty, W)
     ref = Reference(True, ck.D, ck.G) if svrg else None
     plain = Reference(False, np.zeros((1, K)), np.zeros((problem.n_rows, K)))
+    rows = rng.permutation(problem.n)  # batches of rows scattered over X
     edges = np.array([0, 13, 40, 41, 77, 120], dtype=np.int64)
     order = rng.permutation(edges.size - 1).astype(np.int64)
     rule = SR2Rule(sigma_min=1e-3)
     sigma = 0.3 * problem.lipschitz()
-    W_ref, trace_ref = reference_epoch(problem, penalty, ck.W, sigma, edges, order, ref, rule)
+    W_ref, trace_ref = reference_epoch(problem, penalty, ck.W, sigma, rows, edges, order, ref,
+                                       rule)  # fmt: skip
     for lazy in (False, True):
-        W_c, trace, _ = compiled_epoch(problem, penalty, ck.W, sigma, edges, order,
+        W_c, trace, _ = compiled_epoch(problem, penalty, ck.W, sigma, rows, edges, order,
                                        ref or plain, rule, lazy)  # fmt: skip
         np.testing.assert_array_equal(trace[:, 2], trace_ref[:, 1])
         np.testing.assert_allclose(trace[:, 0], trace_ref[:, 0], rtol=1e-10)
@@ -173,13 +176,14 @@ def test_lazy_steps_visit_few_coordinates_of_wide_sparse_data():
     penalty = L1(0.7 * float(np.max(np.abs(grad))))
     ck = checkpoint(problem, penalty, np.zeros((p + 1, 1)))
     ref = Reference(True, ck.D, ck.G)
+    rows = rng.permutation(n)
     edges = np.arange(0, n + 1, 20, dtype=np.int64)
     order = rng.permutation(edges.size - 1).astype(np.int64)
     rule, sigma = SR2Rule(sigma_min=1e-3), problem.lipschitz()
-    W_eager, _, visits_eager = compiled_epoch(problem, penalty, ck.W, sigma, edges, order, ref,
-                                              rule, lazy=False)  # fmt: skip
-    W_lazy, _, visits_lazy = compiled_epoch(problem, penalty, ck.W, sigma, edges, order, ref,
-                                            rule, lazy=True)  # fmt: skip
+    W_eager, _, visits_eager = compiled_epoch(problem, penalty, ck.W, sigma, rows, edges, order,
+                                              ref, rule, lazy=False)  # fmt: skip
+    W_lazy, _, visits_lazy = compiled_epoch(problem, penalty, ck.W, sigma, rows, edges, order,
+                                            ref, rule, lazy=True)  # fmt: skip
     assert np.count_nonzero(W_eager[:p]) > 0
     np.testing.assert_allclose(W_lazy, W_eager, rtol=1e-12, atol=1e-15)
     assert visits_eager == p * (edges.size - 1)
@@ -211,3 +215,47 @@ def test_float32_data_are_solved_to_the_accuracy_of_float64(kind):
     f32, f64 = d32.checkpoints["objective"][-1], d64.checkpoints["objective"][-1]
     assert abs(f32 - f64) <= 2e-8 * f64
     np.testing.assert_allclose(fit32.coef_, fit64.coef_, rtol=1e-2, atol=1e-3)
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+@pytest.mark.parametrize(("datafit", "K"), DATAFITS[1:], ids=lambda d: type(d).__name__)
+def test_columns_read_in_place_equal_a_copy_of_them(datafit, K, sparse):
+    """A working set's problem reading X through its columns (no copy) computes what the
+    problem on a copy of those columns computes: passes, row norms and an epoch."""
+    full = small_problem(datafit, K, sparse, n=150, p=60)
+    columns = np.array([2, 3, 7, 30, 31, 59])
+    full._lipschitz = full.lipschitz()
+    view = LinearProblem(full.X, full.Y, full.sw, datafit, True,
+                         (full.metric[columns], full.intercept_metric), columns)  # fmt: skip
+    copy = LinearProblem(full.X[:, columns], full.Y, full.sw, datafit, True,
+                         (full.metric[columns], full.intercept_metric))  # fmt: skip
+    assert view.columns is not None and copy.columns is None
+    rng = np.random.default_rng(4)
+    W = rng.standard_normal((columns.size + 1, K)) / np.sqrt(view.inv_metric)[:, None]
+    np.testing.assert_allclose(view.predict(W), copy.predict(W), rtol=1e-12, atol=1e-12)
+    E = rng.standard_normal((full.n, K))
+    np.testing.assert_allclose(view.gradient(E), copy.gradient(E), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(view.row_norms_sq, copy.row_norms_sq, rtol=1e-12)
+    penalty = L1(0.01)
+    ck = checkpoint(copy, penalty, np.zeros((columns.size + 1, K)))
+    ref = Reference(True, ck.D, ck.G)
+    rows = rng.permutation(full.n)
+    edges = np.arange(0, full.n + 1, 10, dtype=np.int64)
+    order = rng.permutation(edges.size - 1).astype(np.int64)
+    rule, sigma = SR2Rule(sigma_min=1e-3), 0.3 * full.lipschitz()
+    W_view, trace_view, _ = compiled_epoch(view, penalty, ck.W, sigma, rows, edges, order, ref,
+                                           rule, lazy=True)  # fmt: skip
+    W_copy, trace_copy, _ = compiled_epoch(copy, penalty, ck.W, sigma, rows, edges, order, ref,
+                                           rule, lazy=True)  # fmt: skip
+    assert trace_copy[:, 2].any()
+    np.testing.assert_allclose(trace_view, trace_copy, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(W_view, W_copy, rtol=1e-10, atol=1e-14)
+
+
+def test_working_set_reads_large_column_sets_in_place():
+    """``restricted`` copies the columns only while the copy is small."""
+    problem = small_problem(Logistic(), 1, sparse=True, n=150, p=60)
+    assert problem.restricted(np.arange(3)).columns is None  # 5% of X: copied
+    wide = problem.restricted(np.arange(40))
+    np.testing.assert_array_equal(wide.columns, np.arange(40))
+    assert wide.X is problem.X
