@@ -161,12 +161,12 @@ class L0(Penalty):
 
     def value_array(self, w):
         xp = array_namespace(w)
-        return self.alpha * xp.sum(xp.astype(w != 0, w.dtype))
+        return self.alpha * xp.astype(xp.count_nonzero(w), w.dtype)
 
     def prox(self, v, step):
         xp = array_namespace(v)
         threshold = (2.0 * step * self.alpha) ** 0.5
-        return xp.where(xp.abs(v) > threshold, v, xp.zeros_like(v))
+        return xp.where(xp.abs(v) > threshold, v, 0.0)
 
     def subdiff_distance(self, w, grad):
         xp = array_namespace(w, grad)
