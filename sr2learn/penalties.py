@@ -224,13 +224,13 @@ class Lp(Penalty):
         if self.p == 0.5:
             threshold = (54.0 ** (1.0 / 3.0) / 4.0) * lam ** (2.0 / 3.0)
             keep = a > threshold
-            safe = xp.where(keep, a, xp.full_like(a, 2.0 * threshold + 1.0))
+            safe = xp.where(keep, a, xp.asarray(2.0 * threshold + 1.0, dtype=a.dtype))
             phi = xp.acos(xp.clip((lam / 8.0) * (safe / 3.0) ** -1.5, max=1.0))
             mag = (2.0 / 3.0) * safe * (1.0 + xp.cos(2.0 * math.pi / 3.0 - (2.0 / 3.0) * phi))
         else:
             threshold = (2.0 / 3.0) * (3.0 * lam**3) ** 0.25
             keep = a > threshold
-            safe = xp.where(keep, a, xp.full_like(a, 2.0 * threshold + 1.0))
+            safe = xp.where(keep, a, xp.asarray(2.0 * threshold + 1.0, dtype=a.dtype))
             arg = xp.clip((27.0 / 16.0) * safe**2 * lam**-1.5, min=1.0)
             acosh = xp.log(arg + xp.sqrt(arg * arg - 1.0))
             cosh = (xp.exp(acosh / 3.0) + xp.exp(-acosh / 3.0)) / 2.0

@@ -116,7 +116,8 @@ _HOST_READS = ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int
                "__index__", "__array__")  # fmt: skip
 
 
-@pytest.mark.parametrize("penalty", ["l1", "l0", L0Ball(k=100)], ids=["l1", "l0", "l0-ball"])
+@pytest.mark.parametrize("penalty", ["l1", "l0", "l1/2", "l2/3", L0Ball(k=100)],
+                         ids=["l1", "l0", "l1/2", "l2/3", "l0-ball"])  # fmt: skip
 @pytest.mark.parametrize("lr", [0.05, None])
 def test_step_reads_no_tensor_value_on_the_host(digits, monkeypatch, penalty, lr):
     # The decision as on a GPU, where a host read waits for the device: every way of
@@ -142,7 +143,7 @@ def test_step_reads_no_tensor_value_on_the_host(digits, monkeypatch, penalty, lr
         assert np.all(np.isfinite(history["rho"]))
 
 
-@pytest.mark.parametrize("penalty", ["l1", "l0"])
+@pytest.mark.parametrize("penalty", ["l1", "l0", "l1/2"])
 def test_decisions_on_the_host_and_on_the_device_take_the_same_steps(digits, monkeypatch,
                                                                      penalty):  # fmt: skip
     # A CPU reads the decision (free there); a GPU keeps it on the device. Both must give
