@@ -1,17 +1,56 @@
 """The SR2 acceptance rule (DESIGN §1, steps 5-6), written once for both backends.
 
-Everything here works on floats: the NumPy solver and the torch optimizer each reduce
-one step to the scalars (actual decrease, model decrease, batch objective) and call
-:meth:`SR2Rule.ratio` and :meth:`SR2Rule.update`. The formulas are plain functions of
-floats so that the compiled linear-model kernel (:mod:`sr2learn._engine`) compiles these
-very functions with numba instead of restating them.
+The formulas are plain functions of scalars: the NumPy solver and the torch optimizer each
+reduce one step to the scalars (actual decrease, model decrease, batch objective) and call
+them. They are written without branching on values, through :func:`where` and
+:func:`isfinite`, so the same lines run on
+
+- Python and NumPy floats (the torch optimizer's checks, the checkpoints);
+- 0-dim torch tensors, on any device: the torch optimizer decides a step without reading
+  a value back to the host (no synchronisation with the GPU);
+- numba: the compiled linear-model kernel (:mod:`sr2learn._engine`) compiles these very
+  functions instead of restating them (``where`` and ``isfinite`` have numba overloads).
 """
 
 import math
 from dataclasses import dataclass
 
-__all__ = ["SR2Rule", "sr2_ratio", "sr2_update", "model_decrease"]
+import numpy as np
+from array_api_compat import array_namespace
+from numba.extending import overload
 
+__all__ = ["SR2Rule", "sr2_ratio", "sr2_update", "model_decrease", "where", "isfinite"]
+
+
+def where(condition, if_true, if_false):
+    """``if_true if condition else if_false``; elementwise (``torch.where``) for a tensor
+    condition, so that a decision on the device is never read back by the host."""
+    if isinstance(condition, (bool, np.bool_)):
+        return if_true if condition else if_false
+    return array_namespace(condition).where(condition, if_true, if_false)
+
+
+def isfinite(x):
+    """``math.isfinite`` for a number, elementwise for an array or tensor."""
+    if isinstance(x, (int, float, np.number)):
+        return math.isfinite(x)
+    return array_namespace(x).isfinite(x)
+
+
+@overload(where)
+def _where_compiled(condition, if_true, if_false):
+    def impl(condition, if_true, if_false):
+        return if_true if condition else if_false
+
+    return impl
+
+
+@overload(isfinite)
+def _isfinite_compiled(x):
+    def impl(x):
+        return math.isfinite(x)
+
+    return impl
 
 
 def sr2_ratio(actual, predicted, scale, eps):
@@ -29,12 +68,11 @@ def sr2_ratio(actual, predicted, scale, eps):
     the prox kept w), which gets 1: rejecting it would only grow sigma and make the next
     step smaller still (an l0 fit climbed to sigma_max on a run of null steps).
     """
-    if predicted == 0.0 and actual == 0.0:
-        return 1.0
-    if not (math.isfinite(actual) and math.isfinite(predicted)) or predicted <= 0.0:
-        return math.nan
     guard = 10.0 * eps * abs(scale)
-    return (actual + guard) / (predicted + guard)
+    valid = isfinite(actual) & isfinite(predicted) & (predicted > 0.0)
+    # The denominator of an invalid ratio is replaced so that no branch ever divides by 0.
+    rho = where(valid, (actual + guard) / where(valid, predicted + guard, 1.0), math.nan)
+    return where((predicted == 0.0) & (actual == 0.0), 1.0, rho)
 
 
 def model_decrease(r_w, r_trial, g_dot_s, s_sq, sigma):
@@ -44,19 +82,17 @@ def model_decrease(r_w, r_trial, g_dot_s, s_sq, sigma):
     xi >= sigma/2 ||s||^2 in exact arithmetic; a smaller computed value is rounding in
     R(w) - R(w+s), which would otherwise reject tiny, correct steps near the optimum.
     """
-    return max(r_w - r_trial - g_dot_s, 0.5 * sigma * s_sq)
+    decrease = r_w - r_trial - g_dot_s
+    floor = 0.5 * sigma * s_sq
+    return where(floor > decrease, floor, decrease)  # max(decrease, floor)
 
 
 def sr2_update(rho, sigma, eta1, eta2, gamma1, gamma3, sigma_min, sigma_max):
     """``(accepted, new_sigma, clamped)`` for the ratio ``rho`` (NaN: a rejection)."""
     accepted = rho >= eta1  # False for NaN
-    if rho >= eta2:
-        target = gamma3 * sigma
-    elif accepted:
-        target = sigma
-    else:
-        target = gamma1 * sigma
-    new_sigma = min(sigma_max, max(sigma_min, target))
+    target = where(rho >= eta2, gamma3 * sigma, where(accepted, sigma, gamma1 * sigma))
+    low = where(target > sigma_min, target, sigma_min)  # max(sigma_min, target)
+    new_sigma = where(low < sigma_max, low, sigma_max)  # min(sigma_max, ...)
     return accepted, new_sigma, new_sigma != target
 
 

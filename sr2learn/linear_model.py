@@ -19,6 +19,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from ._problem import LinearProblem
 from ._rule import SR2Rule
 from ._sr2 import VARIANCE_REDUCTIONS, SolverState, solve
+from ._stream_average import StreamAverage
 from ._working_set import solve_working_set, use_working_set
 from .datafits import Logistic, Multinomial, Quadratic
 from .diagnostics import ConvergenceDiagnostics
@@ -158,6 +159,58 @@ _ATTRS_DOC = """
 """
 
 
+_PARTIAL_FIT_DOC = """One SR2 epoch over a block of the data, continuing from the previous calls.
+
+        Each call runs one epoch (under SVRG: one full gradient of the block, then steps on
+        its minibatches) from the iterate and sigma the previous call ended with; blocks may
+        differ in size. The model it sets draws on the iterates of all the calls, so that a
+        stream of blocks (the blocks of a dask array under ``dask_ml.wrappers.Incremental``)
+        fits the whole data, not the last block: two passes over the blocks come within 1%%
+        of an in-memory ``fit`` (see Notes, and the user guide, "Out-of-core fits with
+        dask").
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            One block of the training data; sparse input is used as CSR.
+        y : array-like of shape (n_samples,)
+            %(y)s
+%(classes)s        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights within the block (normalised to mean 1 there); a block
+            weighs in the average by its number of rows.
+
+        Returns
+        -------
+        self : %(name)s
+            The estimator, its model drawn from every call so far.
+
+        Notes
+        -----
+        The iterate of one call ends next to the minimiser of its block alone; over a
+        stream it stayed 0.3%% to 10%% above the whole data's optimal objective however many
+        passes were made. The model set (``coef_``, ``intercept_``) is instead, of three
+        candidates, the one with the lowest objective on the blocks that came after it
+        (each call first scores the previous calls' candidates on its own block): the last
+        iterate, or one proximal-gradient step from the mean of the iterates along the mean
+        of the blocks' gradients at them, later calls weighing more, with the coordinate
+        steps ``1 / L_j`` (best on nearly uncorrelated columns) or with the same steps
+        damped by the correlation of the columns (best on correlated ones); see
+        ``sr2learn/_stream_average.py``. The averages are sparse and move to the fit of the
+        whole data as the blocks' noise averages out; the first call returns its iterate.
+        Measured with blocks of 1,500 to 3,000 rows, dense, correlated and CSR
+        (``benchmarks/bench_out_of_core.py``, the tests, the gallery): after **two passes**
+        the objective was within 1%% of the in-memory fit's (0.001%% to 0.7%%) and the
+        held-out accuracy or R^2 within 0.01; after one pass, within 1.2%%. ``sigma_``,
+        ``n_iter_`` (the number of calls) and ``diagnostics_`` are about the iterate, on
+        the blocks; ``max_iter``, ``tol`` and ``working_set`` are not used.
+        """
+
+_CLASSES_DOC = """        classes : array-like of shape (n_classes,), default=None
+            All the labels that will ever appear: required on the first call (a block may
+            lack some), checked against the first call's on the later ones.
+"""
+
+
 class _BaseSR2(BaseEstimator):
     _parameter_constraints = {
         "penalty": [StrOptions(set(PENALTY_NAMES)), Penalty],
@@ -250,13 +303,15 @@ class _BaseSR2(BaseEstimator):
                               tol=None if partial else self.tol, min_epochs=int(fresh),
                               checkpoint_every=self.checkpoint_every, **common)  # fmt: skip
         self._remember_path_constants(problem)
+        average = self._stream_average(problem, penalty, state.W, first) if partial else None
         # Only a finished solve makes the estimator fitted.
-        self._state, self._rule = state, rule
+        self._state, self._rule, self._average = state, rule, average
         self._metric = (problem.metric, problem.intercept_metric)
         self.sigma_ = state.sigma
         self.n_iter_ = state.n_epochs
         self.diagnostics_ = diagnostics
-        self._set_coef(state.W, problem, X.dtype)
+        W = state.W if average is None else average.model(problem, penalty)
+        self._set_coef(W, problem, X.dtype)
         if not partial and not diagnostics.converged:
             warnings.warn(_not_converged_message(self, diagnostics, rule), ConvergenceWarning,
                           stacklevel=3)  # fmt: skip
@@ -286,6 +341,14 @@ class _BaseSR2(BaseEstimator):
         nnz_per_row = X.nnz / max(1, n) if sp.issparse(X) else X.shape[1]
         # A partial_fit chunk is not the data set: never one full-batch step per chunk.
         return auto_batch_size(n, nnz_per_row, full_batch=not partial)
+
+    def _stream_average(self, problem, penalty, W, first):
+        """partial_fit's model: the running average with this block's iterate ``W`` (see
+        sr2learn._stream_average); a fit or a first call starts a new one."""
+        average = None if first else getattr(self, "_average", None)
+        if average is None:
+            average = StreamAverage.start(problem)
+        return average.add(problem, penalty, W)
 
     def _start(self, problem, b, partial, first, gen, seed):
         """The start point and sigma0: the previous solution (partial_fit, warm_start), or
@@ -436,7 +499,7 @@ def _rescale_sample_weight(sample_weight):
 
 
 # Private attributes a fit sets, besides the public ones ending in "_".
-_PRIVATE_FIT_STATE = ("_state", "_rule", "_metric")
+_PRIVATE_FIT_STATE = ("_state", "_rule", "_metric", "_average")
 
 
 def _unfitted_on_failure(fit_method):
@@ -577,8 +640,11 @@ class SR2Regressor(RegressorMixin, _BaseSR2):
     @_fit_context(prefer_skip_nested_validation=True)
     @_unfitted_on_failure
     def partial_fit(self, X, y, sample_weight=None):
-        """One SR2 epoch over (X, y), continuing from the current coefficients and sigma."""
         return self._fit(X, y, sample_weight, partial=True)
+
+    partial_fit.__doc__ = _PARTIAL_FIT_DOC % {
+        "y": "Targets.", "classes": "", "name": "SR2Regressor"
+    }
 
     def predict(self, X):
         """Predict with the fitted linear model."""
@@ -748,11 +814,11 @@ class SR2Classifier(ClassifierMixin, _BaseSR2):
     @_fit_context(prefer_skip_nested_validation=True)
     @_unfitted_on_failure
     def partial_fit(self, X, y, classes=None, sample_weight=None):
-        """One SR2 epoch over (X, y), continuing from the current coefficients and sigma.
-
-        ``classes`` (all the labels that will ever appear) is required on the first call.
-        """
         return self._fit(X, y, sample_weight, partial=True, classes=classes)
+
+    partial_fit.__doc__ = _PARTIAL_FIT_DOC % {
+        "y": "Class labels.", "classes": _CLASSES_DOC, "name": "SR2Classifier"
+    }
 
     def decision_function(self, X):
         """Linear scores: shape (n_samples,) for two classes, else (n_samples, n_classes)."""

@@ -113,7 +113,9 @@ class L1(Penalty):
 
     def prox(self, v, step):
         xp = array_namespace(v)
-        return xp.sign(v) * xp.clip(xp.abs(v) - step * self.alpha, min=0.0)
+        threshold = step * self.alpha
+        # v - clip(v) is sign(v) (|v| - threshold)_+ with one rounding, in two passes.
+        return v - xp.clip(v, min=-threshold, max=threshold)
 
     def subdiff_distance(self, w, grad):
         xp = array_namespace(w, grad)
@@ -159,12 +161,12 @@ class L0(Penalty):
 
     def value_array(self, w):
         xp = array_namespace(w)
-        return self.alpha * xp.sum(xp.astype(w != 0, w.dtype))
+        return self.alpha * xp.astype(xp.count_nonzero(w), w.dtype)
 
     def prox(self, v, step):
         xp = array_namespace(v)
         threshold = (2.0 * step * self.alpha) ** 0.5
-        return xp.where(xp.abs(v) > threshold, v, xp.zeros_like(v))
+        return xp.where(xp.abs(v) > threshold, v, 0.0)
 
     def subdiff_distance(self, w, grad):
         xp = array_namespace(w, grad)
@@ -222,13 +224,13 @@ class Lp(Penalty):
         if self.p == 0.5:
             threshold = (54.0 ** (1.0 / 3.0) / 4.0) * lam ** (2.0 / 3.0)
             keep = a > threshold
-            safe = xp.where(keep, a, xp.full_like(a, 2.0 * threshold + 1.0))
+            safe = xp.where(keep, a, xp.asarray(2.0 * threshold + 1.0, dtype=a.dtype))
             phi = xp.acos(xp.clip((lam / 8.0) * (safe / 3.0) ** -1.5, max=1.0))
             mag = (2.0 / 3.0) * safe * (1.0 + xp.cos(2.0 * math.pi / 3.0 - (2.0 / 3.0) * phi))
         else:
             threshold = (2.0 / 3.0) * (3.0 * lam**3) ** 0.25
             keep = a > threshold
-            safe = xp.where(keep, a, xp.full_like(a, 2.0 * threshold + 1.0))
+            safe = xp.where(keep, a, xp.asarray(2.0 * threshold + 1.0, dtype=a.dtype))
             arg = xp.clip((27.0 / 16.0) * safe**2 * lam**-1.5, min=1.0)
             acosh = xp.log(arg + xp.sqrt(arg * arg - 1.0))
             cosh = (xp.exp(acosh / 3.0) + xp.exp(-acosh / 3.0)) / 2.0

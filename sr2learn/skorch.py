@@ -6,9 +6,11 @@
 optimizer argument, so it can be grid-searched: ``optimizer__penalty`` ("l1", "l0",
 "l1/2", "l2/3") and ``optimizer__alpha``; it applies to the conv / linear weights of the
 module (:func:`sr2learn.torch.penalized_groups`), never to biases or normalisation
-parameters. ``lr`` is SR2's first step size (sigma0 = 1 / lr). ProxSGD and ProxGEN can be
-passed as ``optimizer=`` with the same split. Floating inputs must be finite and are cast
-to the module's parameter dtype, as a scikit-learn user expects of float64 data.
+parameters. ``lr`` is SR2's first step size (sigma0 = 1 / lr); the default, None, lets
+SR2 take it from the curvature of the first batch (and gives any other optimizer its own
+default lr). ProxSGD and ProxGEN can be passed as ``optimizer=`` with the same split.
+Floating inputs must be finite and are cast to the module's parameter dtype, as a
+scikit-learn user expects of float64 data.
 
 Needs the ``[torch]`` extra (torch and skorch): ``pip install "sr2learn[torch]"``.
 """
@@ -110,6 +112,8 @@ class _SR2NetMixin:
         """Build the optimizer with penalised conv/linear weights and free other parameters."""
         named_parameters = self.get_all_learnable_params()
         opt_args, opt_kwargs = self.get_params_for_optimizer("optimizer", named_parameters)
+        if opt_kwargs.get("lr", 0.0) is None:
+            del opt_kwargs["lr"]  # the optimizer's own default (SR2: from the first batch)
         penalising = isinstance(self.optimizer, type) and issubclass(
             self.optimizer, (SR2, _PreconditionedProx)
         )
@@ -169,8 +173,12 @@ class _SR2NetMixin:
 _DOC = """
     A skorch ``{base}`` trained by :class:`sr2learn.torch.SR2` by default.
 
-    All of skorch's parameters apply. Differences: ``optimizer=SR2``; ``lr`` (default
-    0.1) is SR2's first step size 1/sigma0, after which SR2 adapts sigma; the penalty is
+    All of skorch's parameters apply. Differences: ``optimizer=SR2``; ``lr`` is SR2's
+    first step size 1/sigma0, after which SR2 adapts sigma; the default ``lr=None`` sets
+    sigma0 from the curvature of the first batch (10 extra gradient passes, once: see
+    :class:`sr2learn.torch.SR2`), so no learning rate needs tuning, and gives another
+    ``optimizer`` its own default lr. skorch's LR schedulers have no effect on SR2
+    (``param_groups[i]["lr"]`` is 1/sigma0, a float). The penalty is
     ``optimizer__penalty`` (default "l1") with strength ``optimizer__alpha`` (default 0,
     no penalty), on conv / linear weights only; and the callbacks ``sparsity``
     (:class:`SparsityCallback`) and ``sr2_diagnostics`` (:class:`SR2DiagnosticsCallback`)
@@ -187,7 +195,7 @@ _DOC = """
 class SR2NeuralNetClassifier(_SR2NetMixin, NeuralNetClassifier):
     __doc__ = _DOC.format(base="NeuralNetClassifier", y="labels ``y`` are left as they are")
 
-    def __init__(self, module, *args, optimizer=SR2, lr=0.1, **kwargs):
+    def __init__(self, module, *args, optimizer=SR2, lr=None, **kwargs):
         super().__init__(module, *args, optimizer=optimizer, lr=lr, **kwargs)
 
 
@@ -195,5 +203,5 @@ class SR2NeuralNetRegressor(_SR2NetMixin, NeuralNetRegressor):
     __doc__ = _DOC.format(base="NeuralNetRegressor", y="and floating ``y``")
     _float_y = True
 
-    def __init__(self, module, *args, optimizer=SR2, lr=0.1, **kwargs):
+    def __init__(self, module, *args, optimizer=SR2, lr=None, **kwargs):
         super().__init__(module, *args, optimizer=optimizer, lr=lr, **kwargs)

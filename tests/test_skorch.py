@@ -8,12 +8,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
+from sklearn.datasets import load_digits, make_classification
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import estimator_checks_generator
 from skorch import NeuralNetClassifier
+from skorch.callbacks import LRScheduler
 from torch import nn
 
 from sr2learn.skorch import SR2NeuralNetClassifier, SR2NeuralNetRegressor
@@ -64,6 +65,28 @@ def test_net_uses_sr2_with_the_penalty_on_weights_only_and_records_history(digit
     assert 0.3 < row["zero_fraction"] <= 1.0 and row["small_fraction"] >= row["zero_fraction"]
     assert row["sigma"] == opt.sigma and 0 < row["acceptance_rate"] <= 1
     assert net.score(X, y) > 0.85
+
+
+def test_default_net_needs_no_learning_rate_and_tolerates_lr_schedulers():
+    X, y = make_classification(n_samples=600, n_features=20, n_informative=10, n_classes=3,
+                               random_state=0)  # fmt: skip
+    torch.manual_seed(0)
+    net = SR2NeuralNetClassifier(
+        MLP, module__n_out=3, criterion=nn.CrossEntropyLoss, max_epochs=10, batch_size=64,
+        train_split=None, verbose=0, optimizer__penalty="l1", optimizer__alpha=1e-4,
+        callbacks=[("step_lr", LRScheduler(policy="StepLR", step_size=2))],
+    ).fit(X.astype(np.float32), y)  # fmt: skip
+    assert net.lr is None
+    opt = net.optimizer_
+    sigma0 = opt.diagnostics.history["sigma"][0]
+    assert np.isfinite(sigma0) and sigma0 > 0
+    # skorch's scheduler ran every epoch on a float lr (SR2 does not follow it): NaN while
+    # sigma0 was unknown (the scheduler is built before the first batch), 1/sigma0 since.
+    lrs = net.history[:, "event_lr"]
+    assert len(lrs) == 10 and all(isinstance(lr, float) for lr in lrs)
+    assert np.isnan(lrs[0]) and np.all(np.isfinite(lrs[1:]))
+    assert all(isinstance(g["lr"], float) and np.isfinite(g["lr"]) for g in opt.param_groups)
+    assert net.score(X.astype(np.float32), y) > 0.9
 
 
 def test_gridsearch_over_penalty_and_alpha_pipeline_and_pickle(digits):

@@ -5,6 +5,7 @@ import copy
 import math
 import re
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -214,3 +215,34 @@ def test_penalty_objects_survive_a_weights_only_checkpoint(problem, tmp_path, pe
     for p, q in zip(restored.parameters(), model.parameters(), strict=True):
         assert torch.equal(p, q)
     assert opt2.sigma == opt.sigma
+
+
+# -- non-finite gradients -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lr", [0.1, None])
+def test_non_finite_gradient_skips_the_step_and_keeps_sigma(problem, lr):
+    # A NaN gradient says nothing about the step size: the step is skipped (as a
+    # GradScaler skips optimizer.step()), where a non-finite *trial* loss is a rejection.
+    model, X, y = problem
+    opt = SR2(model.parameters(), lr=lr)
+    bad = X.clone()
+    bad[0, 0] = math.nan
+    before = params_of(model)
+    opt.step(closure_for(model, opt, bad, y))
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
+    assert opt.sigma == (None if lr is None else 1 / lr)  # None: estimated on a good batch
+    history = opt.diagnostics.history
+    assert history["accepted"][0] == 0 and np.isnan(history["rho"][0])
+    opt.step(closure_for(model, opt, X, y))
+    assert np.isfinite(opt.sigma) and opt.diagnostics.history["accepted"][1] == 1
+
+
+def test_checkpoint_before_the_sigma0_estimate_is_explained(problem):
+    model, X, y = problem
+    opt = SR2(model.parameters())
+    closure = closure_for(model, opt, X, y)
+    with pytest.raises(RuntimeError, match="take a step first"):
+        opt.checkpoint([closure, closure])
+    opt.step(closure)
+    assert np.isfinite(opt.checkpoint([closure, closure])["lipschitz"])

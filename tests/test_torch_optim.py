@@ -306,3 +306,181 @@ def test_checkpoint_records_labelled_estimates_and_leaves_training_untouched(bat
     assert "estimated" in opt.diagnostics.summary()
     with pytest.raises(ValueError, match="at least two"):
         opt.checkpoint(closures[:1])
+
+
+# -- sigma0 from the first batch (lr=None, sigma0=None) -------------------------------------
+
+
+def counting_closure(model, opt, X, y, calls, loss_scale=1.0, draws=None):
+    def closure(backward=True):
+        calls.append(backward)
+        if draws is not None:
+            draws.append(torch.rand(1).item())
+        loss = loss_scale * nn.functional.cross_entropy(model(X), y)
+        if backward:
+            opt.zero_grad()
+            loss.backward()
+        return loss
+
+    return closure
+
+
+def make_mse_closure(model, opt, X, y):
+    def closure(backward=True):
+        loss = nn.functional.mse_loss(model(X), y)
+        if backward:
+            opt.zero_grad()
+            loss.backward()
+        return loss
+
+    return closure
+
+
+def test_default_sigma0_is_the_top_curvature_of_the_first_batch():
+    # A smooth float64 model: the estimate must match the exact largest |eigenvalue| of
+    # the batch Hessian, computed here from the full Hessian.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    X, y = torch.randn(32, 6, dtype=torch.float64), torch.randn(32, 3, dtype=torch.float64)
+    shapes = [p.shape for p in model.parameters()]
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    def loss_of(flat):
+        w1, b1, w2, b2 = map(torch.Tensor.view, flat.split([48, 8, 24, 3]), shapes)
+        return nn.functional.mse_loss(torch.tanh(X @ w1.T + b1) @ w2.T + b2, y)
+
+    exact = torch.linalg.eigvalsh(torch.autograd.functional.hessian(loss_of, flat)).abs().max()
+    opt = SR2(model.parameters())
+    assert opt.sigma is None and np.isnan(opt.param_groups[0]["lr"])
+    opt.step(make_mse_closure(model, opt, X, y))
+    sigma0 = opt.diagnostics.history["sigma"][0]
+    assert sigma0 == pytest.approx(float(exact), rel=0.05)
+    group = opt.param_groups[0]
+    assert group["lr"] == 1 / sigma0 and isinstance(group["lr"], float)
+    assert group["sigma_min"] == sigma0 / 1e10 and group["sigma_max"] == sigma0 * 1e10
+
+
+def test_default_sigma0_is_estimated_once_and_leaves_no_other_trace(batch):
+    X, y = batch
+    model = bn_dropout_net()
+    opt = SR2(penalized_groups(model, "l1", 1e-3), module=model)
+    calls, draws = [], []
+    torch.manual_seed(3)
+    for _ in range(3):
+        opt.step(counting_closure(model, opt, X, y, calls, draws=draws))
+    after = torch.rand(1).item()
+    # 1 + 10 gradient passes and the trial pass once, then two passes a step; every pass
+    # of a step sees the same random state (the same dropout masks).
+    assert calls == [True] * 11 + [False] + [True, False] * 2
+    assert len(set(draws[:12])) == 1 and draws[12] == draws[13] != draws[0]
+    sigma0 = opt.diagnostics.history["sigma"][0]
+    assert np.isfinite(sigma0) and sigma0 > 0
+
+    # An optimizer given that sigma0 takes the very same steps: the estimate restored the
+    # parameters, gradients, BatchNorm statistics and random state.
+    reference = bn_dropout_net()
+    ref_opt = SR2(penalized_groups(reference, "l1", 1e-3), sigma0=sigma0, module=reference)
+    torch.manual_seed(3)
+    for _ in range(3):
+        ref_opt.step(counting_closure(reference, ref_opt, X, y, [], draws=[]))
+    assert torch.rand(1).item() == after
+    assert_same_state(snapshot(model), snapshot(reference))
+    np.testing.assert_array_equal(
+        opt.diagnostics.history["sigma"], ref_opt.diagnostics.history["sigma"]
+    )
+
+
+def test_default_sigma0_scales_with_the_loss(batch):
+    X, y = batch
+    sigmas = []
+    for scale in (1.0, 8.0):  # a power of two: every gradient scales exactly
+        model = bn_dropout_net()
+        opt = SR2(penalized_groups(model, "l1", 1e-3), module=model)
+        torch.manual_seed(0)
+        opt.step(counting_closure(model, opt, X, y, [], loss_scale=scale))
+        sigmas.append(opt.diagnostics.history["sigma"][0])
+    assert sigmas[1] == pytest.approx(8 * sigmas[0], rel=1e-6)
+
+
+@pytest.mark.parametrize("slope", [1.0, 0.0])
+def test_default_sigma0_falls_back_on_a_loss_without_curvature(batch, slope):
+    # A loss linear in the parameters has a zero Hessian: sigma0 = ||g|| / max(||w||, 1),
+    # a first step as long as the weights, and 1 when the gradient is zero too.
+    X, _ = batch
+    torch.manual_seed(0)
+    model = nn.Linear(6, 2)
+    with torch.no_grad():
+        model.weight.mul_(10.0)  # ||w|| > 1
+    opt = SR2(model.parameters(), penalty=None)
+
+    def closure(backward=True):
+        loss = slope * model(X).mean()
+        if backward:
+            opt.zero_grad()
+            loss.backward()
+        return loss
+
+    w_norm = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).norm()
+    opt.step(closure)
+    g_norm = torch.cat([p.grad.reshape(-1) for p in model.parameters()]).norm()
+    expected = float(g_norm / max(w_norm, 1.0)) if slope else 1.0
+    assert opt.diagnostics.history["sigma"][0] == pytest.approx(expected, rel=1e-6)
+    for _ in range(4):
+        opt.step(closure)
+    assert opt.diagnostics.history["accepted"].all()  # a linear loss takes every step
+
+
+def test_state_dict_round_trips_before_and_after_the_estimate(batch, tmp_path):
+    X, y = batch
+
+    def fresh(**kwargs):
+        model = bn_dropout_net()
+        return model, SR2(penalized_groups(model, "l0", 1e-3), module=model, **kwargs)
+
+    model, opt = fresh()
+    torch.save(opt.state_dict(), tmp_path / "before.pt")
+    torch.manual_seed(1)
+    opt.step(counting_closure(model, opt, X, y, []))
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, tmp_path / "after.pt")
+    torch.manual_seed(2)
+    for _ in range(3):
+        opt.step(counting_closure(model, opt, X, y, []))
+
+    # Loaded before the estimate: an optimizer built with a lr estimates as the first did.
+    other, other_opt = fresh(lr=0.3)
+    other_opt.load_state_dict(torch.load(tmp_path / "before.pt", weights_only=True))
+    assert other_opt.sigma is None
+    torch.manual_seed(1)
+    other_opt.step(counting_closure(other, other_opt, X, y, []))
+    assert other_opt.sigma == opt.diagnostics.history["sigma"][1]
+
+    # Loaded after it: a default optimizer does not estimate again, and resumes exactly.
+    resumed, resumed_opt = fresh()
+    state = torch.load(tmp_path / "after.pt", weights_only=True)
+    resumed.load_state_dict(state["model"])
+    resumed_opt.load_state_dict(state["opt"])
+    calls = []
+    torch.manual_seed(2)
+    for _ in range(3):
+        resumed_opt.step(counting_closure(resumed, resumed_opt, X, y, calls))
+    assert calls == [True, False] * 3
+    assert_same_state(snapshot(resumed), snapshot(model))
+    assert resumed_opt.sigma == opt.sigma
+
+
+def test_default_sr2_trains_an_mlp_without_a_learning_rate():
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    Xtr, Xte, ytr, yte = map(
+        torch.as_tensor, train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    )
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+    opt = SR2(penalized_groups(model, "l0", 3e-4), module=model)
+    for _ in range(10):
+        perm = torch.randperm(len(Xtr))
+        for i in range(0, len(Xtr), 64):
+            idx = perm[i : i + 64]
+            opt.step(make_closure(model, opt, Xtr[idx], ytr[idx]))
+    accuracy = (model(Xte).argmax(1) == yte).float().mean().item()
+    assert accuracy >= 0.9 and sparsity_report(model)["total"]["zero_fraction"] >= 0.2
