@@ -229,13 +229,10 @@ def _trial_pass(problem, penalty, W, R_w, E, diagnostic):
     n, b = problem.n, diagnostic["batch_size"]
     idx = np.sort(diagnostic["rng"].choice(n, size=min(b, n), replace=False))
     draw = draw_step(problem, penalty, W, R_w, diagnostic["sigma"], idx, diagnostic["ref"])
-    K = problem.K
-    both = np.empty((n, 2 * K))  # [E, E at w + s]: one gradient pass for the two
-    both[:, :K] = E
-    loss_pass(problem.datafit.kernel(), problem.predict(draw.W_trial), problem.Y,
-              problem.sw, both[:, K:])  # fmt: skip
-    G = problem.gradient(both)
-    return draw, G[:, :K], G[:, K:]
+    E_trial = problem.predict(draw.W_trial)
+    loss_pass(problem.datafit.kernel(), E_trial, problem.Y, problem.sw, E_trial)  # in place
+    G, G_trial = problem.gradient_pair(E, E_trial)
+    return draw, G, G_trial
 
 
 def _theorem4_terms(problem, penalty, ck, draw, G_trial, diagnostic):

@@ -47,7 +47,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from ._cache import CACHE, drop_stale_kernels
+from ._cache import drop_stale_kernels
 from ._compiled import JIT, bregman, loss_derivative, prox_entries, value_entries
 from ._rule import model_decrease, sr2_ratio, sr2_update
 
@@ -55,8 +55,8 @@ drop_stale_kernels()
 
 __all__ = [
     "EngineData", "RuleParams", "EpochState", "Reference", "EpochPlan", "TRACE_COLUMNS",
-    "sr2_epoch", "predict_into", "gradient_into", "loss_pass", "column_moments",
-    "row_norms_into",
+    "sr2_epoch", "predict_into", "gradient_into", "gradient_pair_into", "loss_pass",
+    "column_moments", "row_norms_into",
     "AllColumns", "ColumnSubset",
 ]  # fmt: skip
 
@@ -595,11 +595,20 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
     return clamps, visits, violations, tests
 
 
-@njit(cache=CACHE, fastmath={"reassoc", "contract"})
-def _dense_gradient(data, E, G):
-    for i in range(data.n):
-        start, stop = _row_span(data, i)
-        _dense_axpy_on(data.coords, data.data[start:stop], E[i], G)
+@njit(**JIT)
+def _accumulate_row(data, i, e, G):
+    """G[:p] += x_i e^T (row i of X; the intercept row is the caller's)."""
+    start, stop = _row_span(data, i)
+    if data.dense:
+        _dense_axpy_on(data.coords, data.data[start:stop], e, G)
+        return
+    for kk in range(start, stop):
+        j = _coordinate(data.coords, data.indices[kk])
+        if _outside(data.coords, j):
+            continue
+        x = data.data[kk]
+        for k in range(e.shape[0]):
+            G[j, k] += x * e[k]
 
 
 @njit(**JIT)
@@ -615,24 +624,31 @@ def predict_into(data, W, Z):
 @njit(**JIT)
 def gradient_into(data, E, G):
     """G = X~^T E (the intercept row gets the column sums of E), in float64."""
-    p, K = data.p, E.shape[1]
     G[:] = 0.0
-    if data.dense:
-        _dense_gradient(data, E, G)
-    else:
-        for i in range(data.n):
-            start, stop = _row_span(data, i)
-            for kk in range(start, stop):
-                j = _coordinate(data.coords, data.indices[kk])
-                if _outside(data.coords, j):
-                    continue
-                x = data.data[kk]
-                for k in range(K):
-                    G[j, k] += x * E[i, k]
+    for i in range(data.n):
+        _accumulate_row(data, i, E[i], G)
+    _add_intercept_row(data, E, G)
+
+
+@njit(**JIT)
+def gradient_pair_into(data, E, F, G, H):
+    """G = X~^T E and H = X~^T F in one pass over X (a checkpoint's gradient and its
+    trial point's, without an (n, 2K) array holding both residuals)."""
+    G[:] = 0.0
+    H[:] = 0.0
+    for i in range(data.n):
+        _accumulate_row(data, i, E[i], G)
+        _accumulate_row(data, i, F[i], H)
+    _add_intercept_row(data, E, G)
+    _add_intercept_row(data, F, H)
+
+
+@njit(**JIT)
+def _add_intercept_row(data, E, G):
     if data.intercept:
         for i in range(data.n):
-            for k in range(K):
-                G[p, k] += E[i, k]
+            for k in range(E.shape[1]):
+                G[data.p, k] += E[i, k]
 
 
 @njit(**JIT)

@@ -21,6 +21,7 @@ from ._engine import (
     EngineData,
     column_moments,
     gradient_into,
+    gradient_pair_into,
     predict_into,
     row_norms_into,
 )
@@ -145,6 +146,14 @@ class LinearProblem:
         G = np.empty((self.n_rows, E.shape[1]))
         gradient_into(self.data, np.ascontiguousarray(E, dtype=np.float64), G)
         return G / self.n
+
+    def gradient_pair(self, E, F):
+        """X~^T E / n and X~^T F / n in one pass over X (float64)."""
+        G = np.empty((self.n_rows, E.shape[1]))
+        H = np.empty((self.n_rows, F.shape[1]))
+        gradient_pair_into(self.data, np.ascontiguousarray(E, dtype=np.float64),
+                           np.ascontiguousarray(F, dtype=np.float64), G, H)  # fmt: skip
+        return G / self.n, H / self.n
 
     def rows(self, idx):
         """X, Y and the weights of the rows ``idx`` (a copy of those rows of X only)."""

@@ -246,6 +246,7 @@ def count_data_passes(monkeypatch):
 
     calls = []
     predict, gradient = LinearProblem.predict, LinearProblem.gradient
+    gradient_pair = LinearProblem.gradient_pair
 
     def counting_predict(self, W):
         calls.append(("predict", W.shape[1]))
@@ -255,8 +256,13 @@ def count_data_passes(monkeypatch):
         calls.append(("gradient", E.shape[1]))
         return gradient(self, E)
 
+    def counting_gradient_pair(self, E, F):
+        calls.append(("gradient", E.shape[1] + F.shape[1]))
+        return gradient_pair(self, E, F)
+
     monkeypatch.setattr(LinearProblem, "predict", counting_predict)
     monkeypatch.setattr(LinearProblem, "gradient", counting_gradient)
+    monkeypatch.setattr(LinearProblem, "gradient_pair", counting_gradient_pair)
     return calls
 
 
@@ -264,7 +270,7 @@ def count_data_passes(monkeypatch):
 def test_checkpoint_costs_at_most_one_extra_data_pass(diabetes, monkeypatch, every):
     """Count passes over the full X: SVRG needs one predict and one gradient pass per epoch
     anyway (its reference); a full diagnostics checkpoint adds one predict pass for the
-    trial point w + s, whose gradient shares the gradient pass (2K columns)."""
+    trial point w + s, whose gradient shares the gradient pass (``gradient_pair``)."""
     X, y = diabetes
     calls = count_data_passes(monkeypatch)
     est = SR2Regressor(alpha=0.5, random_state=0, max_iter=5, tol=0.0, checkpoint_every=every)

@@ -217,6 +217,26 @@ def test_float32_data_are_solved_to_the_accuracy_of_float64(kind):
     np.testing.assert_allclose(fit32.coef_, fit64.coef_, rtol=1e-2, atol=1e-3)
 
 
+@pytest.mark.parametrize("columns", [None, [2, 3, 7, 30, 59]], ids=["all", "subset"])
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+@pytest.mark.parametrize(("datafit", "K"), DATAFITS[1:], ids=lambda d: type(d).__name__)
+def test_a_gradient_pair_is_two_gradients(datafit, K, sparse, columns):
+    """The checkpoint's one-pass pair of gradients (w and its trial point) equals two
+    gradient passes, intercept row included, on all columns and on a working set's."""
+    full = small_problem(datafit, K, sparse, n=150, p=60)
+    problem = full
+    if columns is not None:
+        columns = np.asarray(columns)
+        problem = LinearProblem(full.X, full.Y, full.sw, datafit, True,
+                                (full.metric[columns], full.intercept_metric), columns)  # fmt: skip
+    rng = np.random.default_rng(5)
+    E, F = rng.standard_normal((2, full.n, K))
+    G, H = problem.gradient_pair(E, F)
+    np.testing.assert_allclose(G, problem.gradient(E), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(H, problem.gradient(F), rtol=1e-12, atol=1e-14)
+    assert G.shape == (problem.n_rows, K) and not np.allclose(G, H)
+
+
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
 @pytest.mark.parametrize(("datafit", "K"), DATAFITS[1:], ids=lambda d: type(d).__name__)
 def test_columns_read_in_place_equal_a_copy_of_them(datafit, K, sparse):
