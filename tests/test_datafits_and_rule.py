@@ -203,3 +203,28 @@ def test_intercept_shift_zeroes_the_intercept_gradient(datafit, K, start, seed):
     for e in np.eye(K):
         for h in (1e-4, -1e-4):
             assert float(sw @ datafit.loss(Z + delta + h * e, Y)) >= best - 1e-9 * abs(best)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 3, 4])
+def test_intercept_shift_stops_at_rounding_level(monkeypatch, seed):
+    # On 20,000 rows phi's value is noisy well above 64 eps |phi|: Newton once took up to
+    # 60 steps of 20 halvings each there (1,100 passes over the rows for one intercept).
+    import sr2learn._intercept as intercept
+
+    calls = []
+    phi = intercept._phi_terms
+
+    def counted(*args):
+        calls.append(1)
+        return phi(*args)
+
+    monkeypatch.setattr(intercept, "_phi_terms", counted)
+    n = 20_000
+    rng = np.random.default_rng(seed)
+    Z = np.zeros((n, 1))
+    Y = (rng.random((n, 1)) < 0.79465).astype(float)
+    sw = np.ones(n)
+    delta = Logistic().intercept_shift(Z, Y, sw)
+    grad = sw @ Logistic().derivative(Z + delta, Y)
+    assert np.max(np.abs(grad)) <= 1e-11 * n
+    assert len(calls) <= 20
