@@ -99,6 +99,20 @@ def test_lipschitz_bound_holds_and_is_tight_for_squared_loss(datafit, K, sparse)
         assert lhs == pytest.approx(L * np.linalg.norm(dW * d[:, None]), rel=1e-8)
 
 
+@pytest.mark.parametrize("shape", [(300, 100), (100, 300)])
+def test_lipschitz_bound_of_a_mid_sized_gram(shape):
+    # Gram matrices past _EIGVALSH_UP_TO get Lanczos on the Gram, rounded up to a bound.
+    rng = np.random.default_rng(6)
+    n, p = shape
+    X = rng.normal(size=(n, p)) * rng.uniform(0.1, 10.0, size=p)
+    X[:, 1:] += 0.7 * X[:, :-1]  # correlated columns: a clustered top of the spectrum
+    problem = LinearProblem(X, rng.normal(size=(n, 1)), np.ones(n), Quadratic(), True)
+    Xt = np.hstack([X, np.ones((n, 1))]) * np.sqrt(problem.inv_metric)
+    top = np.linalg.eigvalsh(Xt.T @ Xt / n)[-1]
+    assert problem.lipschitz() >= top
+    assert problem.lipschitz() == pytest.approx(top, rel=1e-6)
+
+
 def test_lipschitz_bound_large_side_uses_lanczos():
     rng = np.random.default_rng(4)
     X = sp.random(2000, 1800, density=0.01, random_state=4, format="csr")
