@@ -9,6 +9,7 @@ inner solves are appended to the same trace.
 """
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -94,16 +95,16 @@ def solve_working_set(problem, penalty, state, rule, *, max_epochs, tol, varianc
         sub = problem.restricted(ws)  # keeps the full problem's L and criterion scale
         rows = np.r_[ws, np.arange(p, problem.n_rows)]
         # Solve the restricted problem a decade below the full problem's criterion; W is
-        # zero off the set, so the checkpoint's derivatives and gradient rows are the
-        # restricted problem's SVRG reference.
+        # zero off the set, so the checkpoint restricted to the set's rows is the
+        # restricted problem's at W (its first checkpoint, and first SVRG reference).
         inner_tol = None if tol is None else max(tol, 0.1 * ck.criterion)
-        reference = (ck.D, ck.G[rows]) if variance_reduction == "svrg" else None
+        start = replace(ck, W=W[rows], G=ck.G[rows], record=None)
         inner = ConvergenceDiagnostics()
         sub_start = epochs
         new = solve(sub, penalty, SolverState(W[rows], sigma, b, steps, epochs), rule,
                     max_epochs=max_epochs - (epochs - state.n_epochs), tol=inner_tol,
                     variance_reduction=variance_reduction, rng=rng, diagnostics=inner,
-                    reference=reference, light=True,
+                    start=start, light=True,
                     stability_floor=stability_floor)  # fmt: skip
         diagnostics.extend_steps(inner)
         log.add(inner.trace_array())
