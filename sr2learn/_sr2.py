@@ -165,7 +165,7 @@ def solve(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction,
     converged = False
     epochs = 0
     while True:
-        due = _checkpoint_due(epochs, s, diagnostics) and not (epochs == 0 and start)
+        due = _checkpoint_due(epochs, s, diagnostics) and not (epochs == 0 and start is not None)
         if due or (svrg and epochs > 0):
             full = due and not light
             ck = _checkpoint(problem, penalty, W, sigma, b, ref, s, diag_rng, full)
