@@ -321,20 +321,47 @@ def _small_gram(problem):
             A = _weighted_slice(problem, slice(None), slice(a, min(a + step, p)), root, scale)
             gram += A @ A.T
         return gram
-    # A^T A over slices of rows; the intercept's row and column are A^T (root * scale).
+    return _tall_gram(problem, scale)
+
+
+# The tall Gram's slices of rows: large enough that each product runs at BLAS speed (1 MB
+# slices took 1.6 times as long as one product on 10,000 x 500).
+_TALL_SLICE_BYTES = 2**23
+
+
+def _tall_gram(problem, scale):
+    """A^T A = D^(-1/2) X~^T S X~ D^(-1/2) for n above the number of coefficients: X^T S X
+    over slices of rows, scaled by D^(-1/2) on both sides once at the end. Equal weights
+    (the usual case) and dense float64 X make each slice a view of X and its product a
+    symmetric rank-k update; the intercept's row and column are D^(-1/2) X^T s."""
+    n, p, sw = problem.n, problem.p, problem.sw
+    equal = bool(np.all(sw == sw[0]))
+    root = np.sqrt(sw)
     gram = np.zeros((problem.n_rows, problem.n_rows))
-    step = max(1, _GRAM_SLICE_BYTES // (8 * max(1, p)))
+    column_sums = np.zeros(p)  # X^T s
+    step = max(1, _TALL_SLICE_BYTES // (8 * max(1, p)))
     for a in range(0, n, step):
         rows = slice(a, min(a + step, n))
-        A = _weighted_slice(problem, rows, slice(None), root, scale)
-        gram[:p, :p] += A.T @ A
-        if problem.fit_intercept:
-            col = A.T @ root[rows] * scale[-1]
-            gram[:p, p] += col
-            gram[p, :p] += col
+        B = _dense_rows(problem, rows)
+        weighted = B if equal else B * root[rows, None]
+        gram[:p, :p] += weighted.T @ weighted
+        column_sums += sw[rows] @ B
+    if equal:
+        gram[:p, :p] *= sw[0]
+    gram[:p, :p] *= np.outer(scale[:p], scale[:p])
     if problem.fit_intercept:
-        gram[p, p] = float(problem.sw.sum()) * scale[-1] ** 2
+        gram[:p, p] = gram[p, :p] = column_sums * scale[:p] * scale[p]
+        gram[p, p] = float(sw.sum()) * scale[p] ** 2
     return gram
+
+
+def _dense_rows(problem, rows):
+    """The rows ``rows`` of X on the problem's columns, dense float64 (a view of dense
+    float64 X read whole, else a copy of that block)."""
+    XB = problem.X[rows]
+    if problem.columns is not None:
+        XB = XB[:, problem.columns]
+    return np.asarray(XB.toarray() if sp.issparse(XB) else XB, dtype=np.float64)
 
 
 def _weighted_slice(problem, rows, coefs, root, scale):

@@ -100,14 +100,17 @@ def test_lipschitz_bound_holds_and_is_tight_for_squared_loss(datafit, K, sparse)
 
 
 @pytest.mark.parametrize("shape", [(300, 100), (100, 300)])
-def test_lipschitz_bound_of_a_mid_sized_gram(shape):
-    # Gram matrices past _EIGVALSH_UP_TO get Lanczos on the Gram, rounded up to a bound.
+@pytest.mark.parametrize("weights", ["equal", "unequal"])
+def test_lipschitz_bound_of_a_mid_sized_gram(shape, weights):
+    # Gram matrices past _EIGVALSH_UP_TO get Lanczos on the Gram, rounded up to a bound;
+    # equal weights take the tall Gram's shortcut (X^T X times the weight).
     rng = np.random.default_rng(6)
     n, p = shape
     X = rng.normal(size=(n, p)) * rng.uniform(0.1, 10.0, size=p)
     X[:, 1:] += 0.7 * X[:, :-1]  # correlated columns: a clustered top of the spectrum
-    problem = LinearProblem(X, rng.normal(size=(n, 1)), np.ones(n), Quadratic(), True)
-    Xt = np.hstack([X, np.ones((n, 1))]) * np.sqrt(problem.inv_metric)
+    sw = np.full(n, 2.5) if weights == "equal" else rng.uniform(0.2, 3.0, size=n)
+    problem = LinearProblem(X, rng.normal(size=(n, 1)), sw, Quadratic(), True)
+    Xt = np.hstack([X, np.ones((n, 1))]) * np.sqrt(problem.inv_metric) * np.sqrt(sw)[:, None]
     top = np.linalg.eigvalsh(Xt.T @ Xt / n)[-1]
     assert problem.lipschitz() >= top
     assert problem.lipschitz() == pytest.approx(top, rel=1e-6)
