@@ -115,3 +115,30 @@ def test_inner_solves_reuse_the_outer_checkpoint(monkeypatch):
     assert outer >= 3 and est.diagnostics_.converged
     # one restricted checkpoint per inner epoch (the SVRG reference), none more
     assert len(inner) == est.n_iter_
+
+
+def test_working_set_takes_the_first_features_of_the_violation_order():
+    """The set is the first ``size`` features ordered by violation (the support first),
+    then by gradient size, then by index: the same as a full lexsort, without it."""
+    from types import SimpleNamespace
+
+    from sr2learn._working_set import _working_set
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        p, K = int(rng.integers(5, 200)), int(rng.integers(1, 3))
+        W = np.zeros((p + 1, K))
+        support = rng.random(p) < 0.1
+        W[:p][support] = rng.standard_normal((support.sum(), K))
+        G = rng.standard_normal((p + 1, K)) * (rng.random((p + 1, 1)) < 0.5)
+        G[:p][rng.random(p) < 0.2] = 0.0
+        G[:p][rng.random(p) < 0.1] = 1.0  # ties of gradient size
+        problem = SimpleNamespace(p=p, inv_metric=rng.uniform(0.5, 2, size=p + 1),
+                                  lipschitz=lambda: 1.0)  # fmt: skip
+        penalty = L1(float(rng.choice([0.0, 0.5, 3.0])))
+        size = int(rng.integers(1, p + 5))
+        violation = _violation(problem, penalty, W, G)
+        violation[support] = np.inf
+        grad = np.linalg.norm(G[:p] * np.sqrt(problem.inv_metric[:p, None]), axis=1)
+        expected = np.sort(np.lexsort((-grad, -violation))[: min(p, size)])
+        np.testing.assert_array_equal(_working_set(problem, penalty, W, G, size), expected)
