@@ -21,6 +21,7 @@ from ._engine import (
     EngineData,
     column_moments,
     gradient_into,
+    gram_matvec_into,
     predict_into,
     row_norms_into,
 )
@@ -288,8 +289,9 @@ def _largest_eig_gram(problem):
 
     def matvec(v):
         v = scale * np.asarray(v, dtype=np.float64).ravel()
-        u = problem.predict(v[:, None]) * problem.sw[:, None]
-        return scale * (problem.gradient(u).ravel() * problem.n)
+        out = np.empty((problem.n_rows, 1))
+        gram_matvec_into(problem.data, np.ascontiguousarray(v[:, None]), out)
+        return scale * out.ravel()
 
     return _lanczos_top(problem.n_rows, matvec)
 
@@ -324,9 +326,10 @@ def _small_gram(problem):
     return _tall_gram(problem, scale)
 
 
-# The tall Gram's slices of rows: large enough that each product runs at BLAS speed (1 MB
-# slices took 1.6 times as long as one product on 10,000 x 500).
-_TALL_SLICE_BYTES = 2**23
+# The tall Gram's slices of rows when they are views of X (no copy): large enough that each
+# product runs at BLAS speed (1 MB slices took 1.6 times as long as one product on
+# 10,000 x 500). Slices that are copies keep _GRAM_SLICE_BYTES.
+_TALL_VIEW_BYTES = 2**23
 
 
 def _tall_gram(problem, scale):
@@ -339,7 +342,8 @@ def _tall_gram(problem, scale):
     root = np.sqrt(sw)
     gram = np.zeros((problem.n_rows, problem.n_rows))
     column_sums = np.zeros(p)  # X^T s
-    step = max(1, _TALL_SLICE_BYTES // (8 * max(1, p)))
+    views = problem._blas_reads_x and equal  # else each slice is copied (weighted)
+    step = max(1, (_TALL_VIEW_BYTES if views else _GRAM_SLICE_BYTES) // (8 * max(1, p)))
     for a in range(0, n, step):
         rows = slice(a, min(a + step, n))
         B = _dense_rows(problem, rows)
