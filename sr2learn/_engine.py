@@ -652,6 +652,29 @@ def _add_intercept_row(data, E, G):
 
 
 @njit(**JIT)
+def gram_matvec_into(data, v, out):
+    """out = X~^T S X~ v for one column v (Lanczos for L): each row is read once for both
+    products, while it is in cache (a predict and a gradient read X twice)."""
+    p = data.p
+    out[:] = 0.0
+    z = np.empty(1)
+    for i in range(data.n):
+        z[0] = v[p, 0] if data.intercept else 0.0
+        _row_dot(data, i, v, z)
+        z[0] *= data.sw[i]
+        if data.intercept:
+            out[p, 0] += z[0]
+        start, stop = _row_span(data, i)
+        if data.dense:
+            _dense_axpy_on(data.coords, data.data[start:stop], z, out)
+            continue
+        for kk in range(start, stop):
+            j = _coordinate(data.coords, data.indices[kk])
+            if not _outside(data.coords, j):
+                out[j, 0] += data.data[kk] * z[0]
+
+
+@njit(**JIT)
 def loss_pass(fit, Z, Y, sw, out):
     """out[i] = s_i l'(z_i, y_i) for every sample (``out`` may be Z itself: each row of Z
     is read before its row of ``out`` is written); returns sum_i s_i l(z_i, y_i)."""

@@ -22,6 +22,7 @@ from ._engine import (
     column_moments,
     gradient_into,
     gradient_pair_into,
+    gram_matvec_into,
     predict_into,
     row_norms_into,
 )
@@ -135,21 +136,56 @@ class LinearProblem:
                                       self.inv_metric, self.columns)  # fmt: skip
         return self._data
 
+    @property
+    def _blas_reads_x(self):
+        """Whether BLAS can read X in place: dense float64, all of its columns."""
+        return self.columns is None and not sp.issparse(self.X) and self.dtype == np.float64
+
     def predict(self, W):
-        """Z = X W (+ the intercept row), float64 (compiled: no float64 copy of float32 X)."""
+        """Z = X W (+ the intercept row), float64 (compiled: no float64 copy of float32 X).
+        Zero coefficients (a fit's start, a working set's first checkpoint) read no X."""
+        W = np.ascontiguousarray(W, dtype=np.float64)
         Z = np.empty((self.n, W.shape[1]))
-        predict_into(self.data, np.ascontiguousarray(W, dtype=np.float64), Z)
+        if np.any(W[: self.p]):
+            predict_into(self.data, W, Z)
+        else:
+            Z[:] = W[self.p] if self.fit_intercept else 0.0
         return Z
 
     def gradient(self, E):
-        """X~^T E / n (float64)."""
+        """X~^T E / n (float64).
+
+        With several columns (a checkpoint's gradients at w and at w + s), dense float64 X
+        read whole goes through BLAS: the compiled row loop, which adds each row into G,
+        took 2 to 10 times as long on 10,000 x 500 and 500 x 1,000. One column stays
+        compiled (as fast, and threaded gemv stalled on a busy machine: 16 ms for a
+        500 x 1,000 product), as do float32 X (BLAS would copy it to float64) and a
+        working set's column subset (BLAS would gather it).
+        """
+        return self._gradient(E)
+
+    def _gradient(self, E):
+        E = np.ascontiguousarray(E, dtype=np.float64)
         G = np.empty((self.n_rows, E.shape[1]))
-        gradient_into(self.data, np.ascontiguousarray(E, dtype=np.float64), G)
-        return G / self.n
+        if E.shape[1] > 1 and self._blas_reads_x:
+            np.matmul(self.X.T, E, out=G[: self.p])
+            if self.fit_intercept:
+                G[self.p] = E.sum(axis=0)
+        else:
+            gradient_into(self.data, E, G)
+        G /= self.n
+        return G
 
     def gradient_pair(self, E, F):
-        """X~^T E / n and X~^T F / n in one pass over X (float64)."""
-        G = np.empty((self.n_rows, E.shape[1]))
+        """X~^T E / n and X~^T F / n in one pass over X (float64). Dense float64 X read by
+        BLAS gets [E, F] side by side (X dwarfs them); otherwise the compiled pass reads
+        each row once for both, without an (n, 2K) copy of the residuals (on one-hot CSR
+        each vector of n floats is about 5% of X)."""
+        K = E.shape[1]
+        if self._blas_reads_x:
+            G = self._gradient(np.hstack([E, F]))
+            return G[:, :K], G[:, K:]
+        G = np.empty((self.n_rows, K))
         H = np.empty((self.n_rows, F.shape[1]))
         gradient_pair_into(self.data, np.ascontiguousarray(E, dtype=np.float64),
                            np.ascontiguousarray(F, dtype=np.float64), G, H)  # fmt: skip
@@ -251,23 +287,43 @@ def _column_counts(X):
 _GRAM_SLICE_BYTES = 2**20
 
 
+# ARPACK's tolerance: the Ritz value is within this relative distance of an eigenvalue,
+# and the bound returned is raised by as much (Lanczos converges from below).
+_LANCZOS_TOL = 1e-7
+# Gram matrices up to this size get the full eigendecomposition; larger ones Lanczos
+# (eigvalsh of a 500 x 500 Gram took twice Lanczos' time on it, and more than the Gram).
+_EIGVALSH_UP_TO = 64
+
+
 def _largest_eig_gram(problem):
-    """Largest eigenvalue of A^T A, A = S^(1/2) X~ D^(-1/2), exact up to rounding."""
+    """Largest eigenvalue of A^T A, A = S^(1/2) X~ D^(-1/2), exact up to rounding (or up to
+    ``_LANCZOS_TOL``, rounded up)."""
     small = min(problem.n, problem.n_rows)
     if small <= (16 if sp.issparse(problem.X) else 1500):
-        return float(np.linalg.eigvalsh(_small_gram(problem))[-1])
+        gram = _small_gram(problem)
+        if small <= _EIGVALSH_UP_TO:
+            return float(np.linalg.eigvalsh(gram)[-1])
+        return _lanczos_top(gram.shape[0], gram.__matmul__)
     scale = np.sqrt(problem.inv_metric)
 
     def matvec(v):
         v = scale * np.asarray(v, dtype=np.float64).ravel()
-        u = problem.predict(v[:, None]) * problem.sw[:, None]
-        return scale * (problem.gradient(u).ravel() * problem.n)
+        out = np.empty((problem.n_rows, 1))
+        gram_matvec_into(problem.data, np.ascontiguousarray(v[:, None]), out)
+        return scale * out.ravel()
 
-    op = LinearOperator((problem.n_rows, problem.n_rows), matvec=matvec, dtype=np.float64)
-    v0 = np.random.default_rng(0).standard_normal(problem.n_rows)  # deterministic
-    top = eigsh(op, k=1, which="LA", ncv=min(6, problem.n_rows), tol=1e-10, v0=v0,
+    return _lanczos_top(problem.n_rows, matvec)
+
+
+def _lanczos_top(size, matvec):
+    """The top eigenvalue of a symmetric positive semi-definite operator, raised by
+    ``_LANCZOS_TOL`` to stay a bound (a looser tolerance than 1e-10 saved a third of
+    the passes over X on text-like data; the value moved by 1e-8 relative)."""
+    op = LinearOperator((size, size), matvec=matvec, dtype=np.float64)
+    v0 = np.random.default_rng(0).standard_normal(size)  # deterministic
+    top = eigsh(op, k=1, which="LA", ncv=min(6, size), tol=_LANCZOS_TOL, v0=v0,
                 return_eigenvectors=False)[0]  # fmt: skip
-    return float(top) * (1.0 + 1e-8)  # Lanczos converges from below: keep a bound
+    return float(top) * (1.0 + _LANCZOS_TOL)
 
 
 def _small_gram(problem):
@@ -286,20 +342,49 @@ def _small_gram(problem):
             A = _weighted_slice(problem, slice(None), slice(a, min(a + step, p)), root, scale)
             gram += A @ A.T
         return gram
-    # A^T A over slices of rows; the intercept's row and column are A^T (root * scale).
+    return _tall_gram(problem, scale)
+
+
+# The tall Gram's slices of rows when they are views of X (no copy): large enough that each
+# product runs at BLAS speed (1 MB slices took 1.6 times as long as one product on
+# 10,000 x 500). Slices that are copies keep _GRAM_SLICE_BYTES.
+_TALL_VIEW_BYTES = 2**23
+
+
+def _tall_gram(problem, scale):
+    """A^T A = D^(-1/2) X~^T S X~ D^(-1/2) for n above the number of coefficients: X^T S X
+    over slices of rows, scaled by D^(-1/2) on both sides once at the end. Equal weights
+    (the usual case) and dense float64 X make each slice a view of X and its product a
+    symmetric rank-k update; the intercept's row and column are D^(-1/2) X^T s."""
+    n, p, sw = problem.n, problem.p, problem.sw
+    equal = bool(np.all(sw == sw[0]))
+    root = np.sqrt(sw)
     gram = np.zeros((problem.n_rows, problem.n_rows))
-    step = max(1, _GRAM_SLICE_BYTES // (8 * max(1, p)))
+    column_sums = np.zeros(p)  # X^T s
+    views = problem._blas_reads_x and equal  # else each slice is copied (weighted)
+    step = max(1, (_TALL_VIEW_BYTES if views else _GRAM_SLICE_BYTES) // (8 * max(1, p)))
     for a in range(0, n, step):
         rows = slice(a, min(a + step, n))
-        A = _weighted_slice(problem, rows, slice(None), root, scale)
-        gram[:p, :p] += A.T @ A
-        if problem.fit_intercept:
-            col = A.T @ root[rows] * scale[-1]
-            gram[:p, p] += col
-            gram[p, :p] += col
+        B = _dense_rows(problem, rows)
+        weighted = B if equal else B * root[rows, None]
+        gram[:p, :p] += weighted.T @ weighted
+        column_sums += sw[rows] @ B
+    if equal:
+        gram[:p, :p] *= sw[0]
+    gram[:p, :p] *= np.outer(scale[:p], scale[:p])
     if problem.fit_intercept:
-        gram[p, p] = float(problem.sw.sum()) * scale[-1] ** 2
+        gram[:p, p] = gram[p, :p] = column_sums * scale[:p] * scale[p]
+        gram[p, p] = float(sw.sum()) * scale[p] ** 2
     return gram
+
+
+def _dense_rows(problem, rows):
+    """The rows ``rows`` of X on the problem's columns, dense float64 (a view of dense
+    float64 X read whole, else a copy of that block)."""
+    XB = problem.X[rows]
+    if problem.columns is not None:
+        XB = XB[:, problem.columns]
+    return np.asarray(XB.toarray() if sp.issparse(XB) else XB, dtype=np.float64)
 
 
 def _weighted_slice(problem, rows, coefs, root, scale):

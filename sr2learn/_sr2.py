@@ -123,14 +123,16 @@ def _epoch(problem, penalty, W, R_w, sigma, b, ref, rows, rng, settings, rule):
 
 def solve(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction, rng,
           diagnostics, checkpoint_every=1, variance_estimate="exact", verbose=0, lazy=True,
-          reference=None, light=False, stability_floor=True, min_epochs=0):  # fmt: skip
+          start=None, light=False, stability_floor=True, min_epochs=0):  # fmt: skip
     """Run SR2 for at most ``max_epochs`` epochs from ``state``; returns a new state.
 
     Stops at a checkpoint whose scale-free criterion (see :func:`checkpoint`) is at most
     ``tol`` (``tol=None``: never); a start that already meets it takes no step. Checkpoints
     are recorded in ``diagnostics`` every ``checkpoint_every`` epochs and at the returned
-    point. ``reference`` (per-sample derivatives and the gradient at ``state.W``, in the
-    caller's row order) replaces the first data pass under SVRG; ``light=True`` records
+    point. ``start`` (a :class:`~sr2learn._checkpoint.Checkpoint` of this problem at
+    ``state.W``, e.g. the working set's full-problem one restricted to the set) replaces
+    the first checkpoint: its criterion is not checked, at least one epoch is run, and
+    under SVRG it is the first reference; ``light=True`` records
     no checkpoint (the working set's inner solves, whose full-problem checkpoints are the
     ones reported); ``stability_floor`` raises sigma_min to :func:`svrg_sigma_floor`
     under SVRG; at least ``min_epochs`` epochs are run (a fresh fit runs one: for a
@@ -155,14 +157,15 @@ def solve(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction,
     n_steps, n_epochs = state.n_steps, state.n_epochs
     diag_rng = np.random.default_rng(rng.integers(2**32))
     ref = None
-    if reference is not None:
-        ref = Reference(True, np.ascontiguousarray(reference[0]), reference[1])
+    # The last checkpoint the iterates passed (the SVRG safeguard's anchor).
+    prev = start
+    if start is not None and svrg:
+        ref = Reference(True, np.ascontiguousarray(start.D), start.G)
     log = _StepLog(sigma)
     converged = False
-    prev = None  # the last checkpoint the iterates passed (the SVRG safeguard's anchor)
     epochs = 0
     while True:
-        due = _checkpoint_due(epochs, s, diagnostics)
+        due = _checkpoint_due(epochs, s, diagnostics) and not (epochs == 0 and start is not None)
         if due or (svrg and epochs > 0):
             full = due and not light
             ck = _checkpoint(problem, penalty, W, sigma, b, ref, s, diag_rng, full)

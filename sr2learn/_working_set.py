@@ -9,6 +9,7 @@ inner solves are appended to the same trace.
 """
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -55,7 +56,17 @@ def _working_set(problem, penalty, W, G, size):
     violation[support] = np.inf
     grad_size = np.linalg.norm(G[:p].reshape(p, -1) * np.sqrt(problem.inv_metric[:p, None]),
                                axis=1)  # fmt: skip
-    return np.sort(np.lexsort((-grad_size, -violation))[: min(p, size)])
+    size = min(p, size)
+    if size == p:
+        return np.arange(p)
+    # The first ``size`` of the order (violation, then gradient, then index, descending)
+    # without sorting all p features (a lexsort of 50,000 took 4 ms an outer iteration):
+    # those above the size-th largest violation, then the ties at it by their gradient.
+    cut = np.partition(violation, p - size)[p - size]
+    above = np.flatnonzero(violation > cut)
+    tied = np.flatnonzero(violation == cut)
+    tied = tied[np.argsort(-grad_size[tied], kind="stable")[: size - above.size]]
+    return np.sort(np.r_[above, tied])
 
 
 def solve_working_set(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction,
@@ -94,16 +105,16 @@ def solve_working_set(problem, penalty, state, rule, *, max_epochs, tol, varianc
         sub = problem.restricted(ws)  # keeps the full problem's L and criterion scale
         rows = np.r_[ws, np.arange(p, problem.n_rows)]
         # Solve the restricted problem a decade below the full problem's criterion; W is
-        # zero off the set, so the checkpoint's derivatives and gradient rows are the
-        # restricted problem's SVRG reference.
+        # zero off the set, so the checkpoint restricted to the set's rows is the
+        # restricted problem's at W (its first checkpoint, and first SVRG reference).
         inner_tol = None if tol is None else max(tol, 0.1 * ck.criterion)
-        reference = (ck.D, ck.G[rows]) if variance_reduction == "svrg" else None
+        start = replace(ck, W=W[rows], G=ck.G[rows], record=None)
         inner = ConvergenceDiagnostics()
         sub_start = epochs
         new = solve(sub, penalty, SolverState(W[rows], sigma, b, steps, epochs), rule,
                     max_epochs=max_epochs - (epochs - state.n_epochs), tol=inner_tol,
                     variance_reduction=variance_reduction, rng=rng, diagnostics=inner,
-                    reference=reference, light=True,
+                    start=start, light=True,
                     stability_floor=stability_floor)  # fmt: skip
         diagnostics.extend_steps(inner)
         log.add(inner.trace_array())

@@ -99,6 +99,23 @@ def test_lipschitz_bound_holds_and_is_tight_for_squared_loss(datafit, K, sparse)
         assert lhs == pytest.approx(L * np.linalg.norm(dW * d[:, None]), rel=1e-8)
 
 
+@pytest.mark.parametrize("shape", [(300, 100), (100, 300)])
+@pytest.mark.parametrize("weights", ["equal", "unequal"])
+def test_lipschitz_bound_of_a_mid_sized_gram(shape, weights):
+    # Gram matrices past _EIGVALSH_UP_TO get Lanczos on the Gram, rounded up to a bound;
+    # equal weights take the tall Gram's shortcut (X^T X times the weight).
+    rng = np.random.default_rng(6)
+    n, p = shape
+    X = rng.normal(size=(n, p)) * rng.uniform(0.1, 10.0, size=p)
+    X[:, 1:] += 0.7 * X[:, :-1]  # correlated columns: a clustered top of the spectrum
+    sw = np.full(n, 2.5) if weights == "equal" else rng.uniform(0.2, 3.0, size=n)
+    problem = LinearProblem(X, rng.normal(size=(n, 1)), sw, Quadratic(), True)
+    Xt = np.hstack([X, np.ones((n, 1))]) * np.sqrt(problem.inv_metric) * np.sqrt(sw)[:, None]
+    top = np.linalg.eigvalsh(Xt.T @ Xt / n)[-1]
+    assert problem.lipschitz() >= top
+    assert problem.lipschitz() == pytest.approx(top, rel=1e-6)
+
+
 def test_lipschitz_bound_large_side_uses_lanczos():
     rng = np.random.default_rng(4)
     X = sp.random(2000, 1800, density=0.01, random_state=4, format="csr")
@@ -203,3 +220,28 @@ def test_intercept_shift_zeroes_the_intercept_gradient(datafit, K, start, seed):
     for e in np.eye(K):
         for h in (1e-4, -1e-4):
             assert float(sw @ datafit.loss(Z + delta + h * e, Y)) >= best - 1e-9 * abs(best)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 3, 4])
+def test_intercept_shift_stops_at_rounding_level(monkeypatch, seed):
+    # On 20,000 rows phi's value is noisy well above 64 eps |phi|: Newton once took up to
+    # 60 steps of 20 halvings each there (1,100 passes over the rows for one intercept).
+    import sr2learn._intercept as intercept
+
+    calls = []
+    phi = intercept._phi_terms
+
+    def counted(*args):
+        calls.append(1)
+        return phi(*args)
+
+    monkeypatch.setattr(intercept, "_phi_terms", counted)
+    n = 20_000
+    rng = np.random.default_rng(seed)
+    Z = np.zeros((n, 1))
+    Y = (rng.random((n, 1)) < 0.79465).astype(float)
+    sw = np.ones(n)
+    delta = Logistic().intercept_shift(Z, Y, sw)
+    grad = sw @ Logistic().derivative(Z + delta, Y)
+    assert np.max(np.abs(grad)) <= 1e-11 * n
+    assert len(calls) <= 20

@@ -279,3 +279,52 @@ def test_working_set_reads_large_column_sets_in_place():
     wide = problem.restricted(np.arange(40))
     np.testing.assert_array_equal(wide.columns, np.arange(40))
     assert wide.X is problem.X
+
+
+@pytest.mark.parametrize("layout", ["dense64", "dense32", "csr"])
+@pytest.mark.parametrize("K", [1, 2, 3])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_full_passes_equal_numpy(layout, K, fit_intercept):
+    """predict and gradient (BLAS for several columns of dense float64, compiled otherwise,
+    no pass at all for zero coefficients) equal X W + b and X~^T E / n."""
+    rng = np.random.default_rng(5)
+    n, p = 70, 40
+    X = rng.standard_normal((n, p))
+    X[rng.random((n, p)) < 0.5] = 0.0
+    data = {"dense64": X, "dense32": X.astype(np.float32), "csr": sp.csr_matrix(X)}[layout]
+    Xd = np.asarray(data.toarray() if sp.issparse(data) else data, dtype=np.float64)
+    problem = LinearProblem(data, np.zeros((n, K)), np.ones(n), Quadratic(), fit_intercept)
+    rows = p + fit_intercept
+    for W in (rng.standard_normal((rows, K)), np.r_[np.zeros((p, K)), np.ones((rows - p, K))]):
+        expected = Xd @ W[:p] + (W[p] if fit_intercept else 0.0)
+        np.testing.assert_allclose(problem.predict(W), expected, rtol=1e-12, atol=1e-12)
+    E = rng.standard_normal((n, K))
+    expected = np.vstack([Xd.T @ E] + ([E.sum(axis=0)] if fit_intercept else [])) / n
+    np.testing.assert_allclose(problem.gradient(E), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("layout", ["dense64", "dense32", "csr"])
+@pytest.mark.parametrize("columns", [None, np.array([1, 4, 5, 20, 39])])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_gram_matvec_equals_numpy(layout, columns, fit_intercept):
+    """The one-pass product of Lanczos equals X~^T S X~ v, on all columns or a subset."""
+    from sr2learn._engine import gram_matvec_into
+
+    rng = np.random.default_rng(7)
+    n, p = 60, 40
+    X = rng.standard_normal((n, p))
+    X[rng.random((n, p)) < 0.5] = 0.0
+    data = {"dense64": X, "dense32": X.astype(np.float32), "csr": sp.csr_matrix(X)}[layout]
+    sw = rng.uniform(0.2, 3.0, size=n)
+    metric = None if columns is None else (np.ones(columns.size), 1.0)
+    problem = LinearProblem(data, np.zeros((n, 1)), sw, Quadratic(), fit_intercept,
+                            metric, columns)  # fmt: skip
+    Xd = np.asarray(X if layout == "dense64" else data.toarray() if layout == "csr" else data,
+                    dtype=np.float64)  # fmt: skip
+    Xt = Xd if columns is None else Xd[:, columns]
+    if fit_intercept:
+        Xt = np.hstack([Xt, np.ones((n, 1))])
+    v = rng.standard_normal((problem.n_rows, 1))
+    out = np.empty_like(v)
+    gram_matvec_into(problem.data, v, out)
+    np.testing.assert_allclose(out, Xt.T @ (sw[:, None] * (Xt @ v)), rtol=1e-10, atol=1e-10)

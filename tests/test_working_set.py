@@ -92,3 +92,53 @@ def test_violation_sees_zero_coordinates_a_nonconvex_step_would_leave():
         # For l1 it is the subdifferential distance: max(|grad| - alpha, 0) / d_j at zero.
         v1 = _violation(problem, L1(0.1), w, G)
         np.testing.assert_allclose(v1, np.maximum(np.abs(G[:, 0]) - 0.1, 0.0) / c, rtol=1e-12)
+
+
+def test_inner_solves_reuse_the_outer_checkpoint(monkeypatch):
+    """Each inner solve starts from the outer (full-problem) checkpoint restricted to the
+    set: its only checkpoints are those after its epochs (one pass pair each), none at
+    the start, which would repeat the outer one's passes; the fit is unchanged."""
+    import sr2learn._sr2 as sr2
+
+    X, y = sparse_problem("logistic", True)
+    calls = []
+    original = sr2.checkpoint
+
+    def counted(problem, *args, **kwargs):
+        calls.append(problem.p)
+        return original(problem, *args, **kwargs)
+
+    monkeypatch.setattr(sr2, "checkpoint", counted)
+    est = SR2Classifier(alpha=0.01, working_set=True, tol=1e-8, random_state=0).fit(X, y)
+    outer = est.diagnostics_.n_checkpoints
+    inner = [p for p in calls if p < X.shape[1]]
+    assert outer >= 3 and est.diagnostics_.converged
+    # one restricted checkpoint per inner epoch (the SVRG reference), none more
+    assert len(inner) == est.n_iter_
+
+
+def test_working_set_takes_the_first_features_of_the_violation_order():
+    """The set is the first ``size`` features ordered by violation (the support first),
+    then by gradient size, then by index: the same as a full lexsort, without it."""
+    from types import SimpleNamespace
+
+    from sr2learn._working_set import _working_set
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        p, K = int(rng.integers(5, 200)), int(rng.integers(1, 3))
+        W = np.zeros((p + 1, K))
+        support = rng.random(p) < 0.1
+        W[:p][support] = rng.standard_normal((support.sum(), K))
+        G = rng.standard_normal((p + 1, K)) * (rng.random((p + 1, 1)) < 0.5)
+        G[:p][rng.random(p) < 0.2] = 0.0
+        G[:p][rng.random(p) < 0.1] = 1.0  # ties of gradient size
+        problem = SimpleNamespace(p=p, inv_metric=rng.uniform(0.5, 2, size=p + 1),
+                                  lipschitz=lambda: 1.0)  # fmt: skip
+        penalty = L1(float(rng.choice([0.0, 0.5, 3.0])))
+        size = int(rng.integers(1, p + 5))
+        violation = _violation(problem, penalty, W, G)
+        violation[support] = np.inf
+        grad = np.linalg.norm(G[:p] * np.sqrt(problem.inv_metric[:p, None]), axis=1)
+        expected = np.sort(np.lexsort((-grad, -violation))[: min(p, size)])
+        np.testing.assert_array_equal(_working_set(problem, penalty, W, G, size), expected)
