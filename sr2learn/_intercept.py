@@ -69,6 +69,11 @@ def newton_intercept(fit, Z, Y, sw):
         if not np.max(np.abs(step)) > 1e-15 * (1.0 + np.max(np.abs(delta))):
             break  # at rounding level
         slope = float(grad @ step)
+        if -slope <= _rounding_noise(value):
+            # Newton's predicted decrease (half the decrement, -slope / 2) is below phi's
+            # rounding: no line search can see it, and the model is exact at this scale.
+            delta = delta + step
+            break
         t = 1.0
         trial_grad, trial_hess = np.empty(K), np.empty((K, K))
         for _ in range(20):
@@ -88,5 +93,10 @@ def _rounding_level_progress(value, trial, grad, trial_grad):
     """Near the minimiser phi's decrease falls below its rounding error, and Armijo's
     test fails on noise while Newton's step still halves the gradient: accept such a step
     when phi did not rise beyond rounding."""
-    noise = 64 * np.finfo(np.float64).eps * abs(value)
-    return trial <= value + noise and np.max(np.abs(trial_grad)) <= 0.5 * np.max(np.abs(grad))
+    halved = np.max(np.abs(trial_grad)) <= 0.5 * np.max(np.abs(grad))
+    return trial <= value + _rounding_noise(value) and halved
+
+
+def _rounding_noise(value):
+    """The rounding level of phi's value, a sum over the samples."""
+    return 64 * np.finfo(np.float64).eps * abs(value)
