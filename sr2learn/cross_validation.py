@@ -105,17 +105,29 @@ def alpha_max(estimator, X, y, sample_weight=None):
     return hi
 
 
-def _walk_path(est, alphas, X, y, sample_weight, after_fit=None):
+def _walk_path(est, alphas, X, y, sample_weight, after_fit=None, last_fit_params=None):
     """Fit the warm-started ``est`` at each alpha in turn, calling ``after_fit(est)`` after
-    each fit; returns how many of the fits did not converge."""
+    each fit; returns how many of the fits did not converge.
+
+    The first alpha is an ordinary ``fit`` (it validates the data and builds the problem);
+    the next ones solve that same problem again (``_refit_on_path``: no validation, no
+    diagnostics). With ``last_fit_params``, the last alpha is an ordinary ``fit`` too, with
+    these parameters set (the model a user gets, whose ``diagnostics_`` are its own)."""
     unconverged = 0
-    est._path_constants = {}  # the same data at every alpha: its constants once
+    est._path_constants = {}  # the same data at every alpha: its problem once
     try:
-        for alpha in alphas:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", ConvergenceWarning)
-                est.set_params(alpha=alpha).fit(X, y, sample_weight=sample_weight)
-            unconverged += any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        for i, alpha in enumerate(alphas):
+            ordinary = i == 0
+            if i == len(alphas) - 1 and last_fit_params is not None:
+                est.set_params(**last_fit_params)
+                ordinary = True
+            if ordinary:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", ConvergenceWarning)
+                    est.set_params(alpha=alpha).fit(X, y, sample_weight=sample_weight)
+                unconverged += any(issubclass(w.category, ConvergenceWarning) for w in caught)
+            else:
+                unconverged += not est._refit_on_path(alpha)
             if after_fit is not None:
                 after_fit(est)
     finally:
@@ -262,8 +274,11 @@ class _SR2CVMixin:
         best = int(np.argmax(self.scores_path_.mean(axis=0)))
         self.alpha_ = float(alphas[best])
         # Refit along the path down to alpha_, warm-started, on all the data.
-        est = clone(base).set_params(warm_start=True)
-        unconverged += _walk_path(est, alphas[: best + 1], X, y, sample_weight)
+        # The refit's diagnostics_ are those of its last fit, at alpha_, with the settings
+        # of base; on the way there, as in the folds, none are kept.
+        est = clone(base).set_params(warm_start=True, checkpoint_every=base.max_iter)
+        unconverged += _walk_path(est, alphas[: best + 1], X, y, sample_weight,
+                                  last_fit_params=dict(checkpoint_every=base.checkpoint_every))
         if unconverged:
             warnings.warn(
                 f"{unconverged} of {len(folds) * len(alphas) + best + 1} path fits did not "

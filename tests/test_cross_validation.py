@@ -2,10 +2,12 @@
 
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Lasso, LassoCV
 from sklearn.model_selection import KFold
 
 from sr2learn import SR2Classifier, SR2ClassifierCV, SR2Regressor, SR2RegressorCV, alpha_max
+from sr2learn.cross_validation import _walk_path
 
 
 def test_alpha_max_l1_matches_the_closed_form(diabetes):
@@ -184,3 +186,67 @@ def test_cv_defaults_are_the_base_estimators_defaults(CV, Base):
     cv, base = CV().get_params(), Base().get_params()
     for name in CV._base_params:
         assert cv[name] == base[name], name
+
+
+# -- the path: each fold's problem built once and solved again at every alpha ---------------
+
+
+@pytest.mark.parametrize("make", [SR2Regressor, SR2Classifier])
+@pytest.mark.parametrize("working_set", ["auto", True])
+def test_the_path_solves_what_warm_started_fits_solve(diabetes, breast_cancer, make,
+                                                      working_set):  # fmt: skip
+    X, y = diabetes if make is SR2Regressor else breast_cancer
+    alphas = alpha_max(make(), X, y) * np.geomspace(1.0, 1e-2, 5)
+    params = dict(warm_start=True, working_set=working_set, tol=1e-6, random_state=0)
+    walked = []
+    _walk_path(make(**params), alphas, X, y, None,
+               after_fit=lambda est: walked.append((est.coef_.copy(), est.intercept_)))
+    est = make(**params)
+    for alpha, (coef, intercept) in zip(alphas, walked, strict=True):
+        est.set_params(alpha=alpha).fit(X, y)
+        np.testing.assert_allclose(coef, est.coef_, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(intercept, est.intercept_, rtol=1e-9, atol=1e-12)
+
+
+def test_cv_validates_each_fold_once_and_diagnoses_only_the_refit(diabetes, monkeypatch):
+    # Along a path the data are validated and the diagnostics' Theorem 4 terms drawn only
+    # by a fold's first fit and by the refit's first and last (its diagnostics_ are its own).
+    import sr2learn._checkpoint as checkpoint
+    import sr2learn.linear_model as linear_model
+
+    calls = {"validate": 0, "diagnostic": 0}
+
+    def counting(name, method):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return method(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(linear_model._BaseSR2, "_validate",
+                        counting("validate", linear_model._BaseSR2._validate))  # fmt: skip
+    monkeypatch.setattr(checkpoint, "_trial_pass", counting("diagnostic", checkpoint._trial_pass))
+    X, y = diabetes
+    alphas = alpha_max(SR2Regressor(), X, y) * np.geomspace(1.0, 1e-3, 8)
+    reg = SR2RegressorCV(alphas=alphas, cv=3, random_state=0).fit(X, y)
+    assert reg.alpha_ < alphas[1]  # the refit walks at least three alphas
+    assert calls["validate"] == 3 + 2
+    # a fit whose diagnostics are not kept draws at its start and at its end; the refit's
+    # last fit draws at every epoch (checkpoint_every=1, as the base estimator's)
+    assert calls["diagnostic"] <= 2 * (3 + 1) + 1 + reg.n_iter_
+    assert reg.estimator_.diagnostics_.converged
+    assert reg.estimator_.diagnostics_.n_checkpoints >= 1
+    assert reg.n_iter_ == reg.estimator_.n_iter_
+
+
+@pytest.mark.parametrize("CV, data", [(SR2RegressorCV, "diabetes"),
+                                      (SR2ClassifierCV, "breast_cancer")])  # fmt: skip
+def test_unconverged_path_fits_are_all_counted(CV, data, request):
+    X, y = request.getfixturevalue(data)
+    base = SR2Regressor() if CV is SR2RegressorCV else SR2Classifier()
+    alphas = alpha_max(base, X, y) * np.array([0.5, 0.1, 0.05])
+    cv = CV(alphas=alphas, cv=3, tol=0.0, max_iter=2, random_state=0)
+    with pytest.warns(ConvergenceWarning) as record:
+        cv.fit(X, y)
+    total = 3 * len(alphas) + int(np.flatnonzero(alphas == cv.alpha_)[0]) + 1
+    assert f"{total} of {total} path fits did not converge" in str(record[0].message)
