@@ -336,6 +336,15 @@ class _BaseSR2(BaseEstimator):
                          lipschitz=problem.lipschitz(), null_scale=problem.null_scale,
                          problem=problem)  # fmt: skip
 
+    def _start_from(self, W, sigma):
+        """Make the next warm-started fit start from ``W`` (the solver's variables, in the
+        user's coordinates) and ``sigma``, e.g. the folds' mean solution for a CV refit."""
+        p = W.shape[0] - int(self.fit_intercept)
+        intercept = W[p] if self.fit_intercept else np.zeros(W.shape[1])
+        self.coef_, self.intercept_ = self._shape_coef(W[:p].T.copy(), intercept.copy())
+        self._state = SolverState(W=W, sigma=sigma, batch_size=1)
+        self.sigma_ = sigma
+
     def _refit_on_path(self, alpha):
         """Solve the last fit's problem again at ``alpha``, warm-started; returns whether it
         converged. Along a path (``_walk_path``) the data are the same at every alpha: they
