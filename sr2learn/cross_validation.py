@@ -159,6 +159,13 @@ def _fit_path(base, X, y, sample_weight, train, test, alphas, scorer, classes, k
     return scores, unconverged, solutions
 
 
+def _accuracy(est, X, y, sample_weight=None):
+    """``est.score``, the accuracy, without the checks of the labels in
+    ``accuracy_score``: they cost more than a fold's fit at one alpha on small data, and
+    the labels are the CV's own."""
+    return float(np.average(est.predict(X) == y, weights=sample_weight))
+
+
 def _scorer_with_labels(scorer, classes):
     """``scorer`` told all the ``classes`` when its metric takes ``labels`` (e.g. log loss),
     since a test fold may miss some; as in LogisticRegressionCV."""
@@ -271,6 +278,8 @@ class _SR2CVMixin:
         scorer = check_scoring(base, scoring=self.scoring)
         if classes is not None:
             scorer = _scorer_with_labels(scorer, classes)
+        if classes is not None and self.scoring is None:
+            scorer = _accuracy
         folds = list(cv.split(X, y))
         # l1 is convex: its refit can start at alpha_ from the folds' mean solution (as
         # LogisticRegressionCV's does). A nonconvex penalty's path chooses among local

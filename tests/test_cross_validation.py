@@ -271,3 +271,14 @@ def test_the_l1_refit_from_the_folds_mean_solves_the_problem_at_alpha(CV, Base, 
     cv = CV(alphas=alphas, cv=3, random_state=0).fit(X, y)
     plain = Base(alpha=cv.alpha_, random_state=0).fit(X, y)
     assert cv.n_iter_ < 0.75 * plain.n_iter_
+
+
+def test_the_default_scores_are_the_accuracy_scorers(breast_cancer):
+    X, y = breast_cancer
+    labels = np.array(["benign", "malignant"])[y]
+    sw = np.random.default_rng(0).uniform(0.0, 2.0, len(y))
+    alphas = alpha_max(SR2Classifier(), X, labels, sw) * np.array([1.0, 0.3, 0.1, 0.03])
+    params = dict(alphas=alphas, cv=3, random_state=0)
+    default = SR2ClassifierCV(**params).fit(X, labels, sample_weight=sw)
+    scored = SR2ClassifierCV(scoring="accuracy", **params).fit(X, labels, sample_weight=sw)
+    np.testing.assert_array_equal(default.scores_path_, scored.scores_path_)
