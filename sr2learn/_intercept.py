@@ -70,6 +70,11 @@ def newton_intercept(fit, Z, Y, sw):
         if not np.max(np.abs(step)) > 1e-15 * (1.0 + np.max(np.abs(delta))):
             break  # at rounding level
         slope = float(grad @ step)
+        if -slope <= _rounding_noise(value, n_terms):
+            # Newton's predicted decrease (half the decrement, -slope / 2) is below phi's
+            # rounding: no line search can see it, and the model is exact at this scale.
+            delta = delta + step
+            break
         t = 1.0
         trial_grad, trial_hess = np.empty(K), np.empty((K, K))
         for _ in range(20):
@@ -94,9 +99,14 @@ def newton_intercept(fit, Z, Y, sw):
 def _rounding_level_progress(value, trial, grad, trial_grad, n_terms):
     """Near the minimiser phi's decrease falls below its rounding error, and Armijo's
     test fails on noise while Newton's step still halves the gradient: accept such a step
-    when phi did not rise beyond rounding. The losses are non-negative, so |phi| is the
-    sum of its terms' sizes and ``n_terms`` eps |phi| bounds the error of their sum (a
-    fixed 64 eps |phi| was below the noise on 20,000 rows: the step was refused, and
-    Newton ran its 60 steps of 20 halvings each at rounding level)."""
-    noise = 4 * max(n_terms, 16) * np.finfo(np.float64).eps * abs(value)
-    return trial <= value + noise and np.max(np.abs(trial_grad)) <= 0.5 * np.max(np.abs(grad))
+    when phi did not rise beyond rounding."""
+    halved = np.max(np.abs(trial_grad)) <= 0.5 * np.max(np.abs(grad))
+    return trial <= value + _rounding_noise(value, n_terms) and halved
+
+
+def _rounding_noise(value, n_terms):
+    """The rounding level of phi's value, a sum of ``n_terms`` non-negative losses: |phi|
+    is the sum of its terms' sizes, so a multiple of ``n_terms`` eps |phi| bounds the error
+    of their sum (a fixed 64 eps |phi| was below the noise on 20,000 rows: steps were
+    refused, and Newton ran its 60 steps of 20 halvings each at rounding level)."""
+    return 4 * max(n_terms, 16) * np.finfo(np.float64).eps * abs(value)

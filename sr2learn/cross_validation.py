@@ -105,17 +105,29 @@ def alpha_max(estimator, X, y, sample_weight=None):
     return hi
 
 
-def _walk_path(est, alphas, X, y, sample_weight, after_fit=None):
+def _walk_path(est, alphas, X, y, sample_weight, after_fit=None, last_fit_params=None):
     """Fit the warm-started ``est`` at each alpha in turn, calling ``after_fit(est)`` after
-    each fit; returns how many of the fits did not converge."""
+    each fit; returns how many of the fits did not converge.
+
+    The first alpha is an ordinary ``fit`` (it validates the data and builds the problem);
+    the next ones solve that same problem again (``_refit_on_path``: no validation, no
+    diagnostics). With ``last_fit_params``, the last alpha is an ordinary ``fit`` too, with
+    these parameters set (the model a user gets, whose ``diagnostics_`` are its own)."""
     unconverged = 0
-    est._path_constants = {}  # the same data at every alpha: its constants once
+    est._path_constants = {}  # the same data at every alpha: its problem once
     try:
-        for alpha in alphas:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", ConvergenceWarning)
-                est.set_params(alpha=alpha).fit(X, y, sample_weight=sample_weight)
-            unconverged += any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        for i, alpha in enumerate(alphas):
+            ordinary = i == 0
+            if i == len(alphas) - 1 and last_fit_params is not None:
+                est.set_params(**last_fit_params)
+                ordinary = True
+            if ordinary:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", ConvergenceWarning)
+                    est.set_params(alpha=alpha).fit(X, y, sample_weight=sample_weight)
+                unconverged += any(issubclass(w.category, ConvergenceWarning) for w in caught)
+            else:
+                unconverged += not est._refit_on_path(alpha)
             if after_fit is not None:
                 after_fit(est)
     finally:
@@ -123,11 +135,12 @@ def _walk_path(est, alphas, X, y, sample_weight, after_fit=None):
     return unconverged
 
 
-def _fit_path(base, X, y, sample_weight, train, test, alphas, scorer, classes):
-    """Scores on ``test`` of the warm-started path fitted on ``train``; with
-    ``sample_weight``, both the fits and the scores are weighted by it."""
+def _fit_path(base, X, y, sample_weight, train, test, alphas, scorer, classes, keep):
+    """Scores on ``test`` of the warm-started path fitted on ``train`` (with
+    ``sample_weight``, both the fits and the scores are weighted by it), the number of
+    unconverged fits, and when ``keep``, each alpha's solution (W, sigma)."""
     # A fold's diagnostics are not kept: its Theorem 4 terms (one more data pass per
-    # checkpoint) are recorded at its start and end only.
+    # checkpoint) are recorded at the start and end of its first fit only.
     est = clone(base).set_params(warm_start=True, checkpoint_every=base.max_iter)
     if classes is not None:
         est._all_classes = classes  # every fold fits every class of the whole y
@@ -135,12 +148,22 @@ def _fit_path(base, X, y, sample_weight, train, test, alphas, scorer, classes):
     if sample_weight is not None:
         sw_train, score_params = sample_weight[train], {"sample_weight": sample_weight[test]}
     X_test, y_test = X[test], y[test]
-    scores = []
-    unconverged = _walk_path(
-        est, alphas, X[train], y[train], sw_train,
-        after_fit=lambda fitted: scores.append(scorer(fitted, X_test, y_test, **score_params)),
-    )  # fmt: skip
-    return scores, unconverged
+    scores, solutions = [], []
+
+    def after_fit(fitted):
+        scores.append(scorer(fitted, X_test, y_test, **score_params))
+        if keep:
+            solutions.append((fitted._state.W.copy(), fitted.sigma_))
+
+    unconverged = _walk_path(est, alphas, X[train], y[train], sw_train, after_fit=after_fit)
+    return scores, unconverged, solutions
+
+
+def _accuracy(est, X, y, sample_weight=None):
+    """``est.score``, the accuracy, without the checks of the labels in
+    ``accuracy_score``: they cost more than a fold's fit at one alpha on small data, and
+    the labels are the CV's own."""
+    return float(np.average(est.predict(X) == y, weights=sample_weight))
 
 
 def _scorer_with_labels(scorer, classes):
@@ -188,7 +211,8 @@ _CV_DOC = """
     n_jobs : int, default=None
         Folds fitted in parallel.
     fit_intercept, batch_size, variance_reduction, max_iter, tol, random_state :
-        As in :class:`{base}`; each fold's path is warm-started from the previous alpha.{extra}
+        As in :class:`{base}`; each fold's path is warm-started from the previous alpha
+        (the fold's data validated and its problem built once, for all the alphas).{extra}
 
     Attributes
     ----------
@@ -198,7 +222,10 @@ _CV_DOC = """
     scores_path_ : ndarray of shape (n_folds, n_alphas)
     estimator_ : {base}
         Refitted on all the data at ``alpha_``; ``coef_``, ``intercept_``, ``n_iter_`` and
-        ``diagnostics_`` are its own.{attrs}
+        ``diagnostics_`` are its own. For "l1" (convex) the refit starts from the mean of
+        the folds' solutions at ``alpha_``, as LogisticRegressionCV's does; for the
+        nonconvex penalties it walks the path down to ``alpha_`` as the folds did (the
+        warm starts choose among local minima).{attrs}
 """
 
 
@@ -251,23 +278,30 @@ class _SR2CVMixin:
         scorer = check_scoring(base, scoring=self.scoring)
         if classes is not None:
             scorer = _scorer_with_labels(scorer, classes)
+        if classes is not None and self.scoring is None:
+            scorer = _accuracy
         folds = list(cv.split(X, y))
+        # l1 is convex: its refit can start at alpha_ from the folds' mean solution (as
+        # LogisticRegressionCV's does). A nonconvex penalty's path chooses among local
+        # minima: its refit walks the path, as the folds did.
+        from_folds = self.penalty == "l1"
         results = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit_path)(fold_base, X, y, sample_weight, train, test, alphas, scorer, classes)
+            delayed(_fit_path)(fold_base, X, y, sample_weight, train, test, alphas, scorer,
+                               classes, from_folds)  # fmt: skip
             for train, test in folds
         )
-        self.scores_path_ = np.array([scores for scores, _ in results])
-        unconverged = sum(count for _, count in results)
+        self.scores_path_ = np.array([scores for scores, _, _ in results])
+        unconverged = sum(count for _, count, _ in results)
         self.alphas_ = alphas
         best = int(np.argmax(self.scores_path_.mean(axis=0)))
         self.alpha_ = float(alphas[best])
-        # Refit along the path down to alpha_, warm-started, on all the data.
-        est = clone(base).set_params(warm_start=True)
-        unconverged += _walk_path(est, alphas[: best + 1], X, y, sample_weight)
+        est, refits, refit_unconverged = self._refit(base, X, y, sample_weight, best,
+                                                     results if from_folds else None)
+        unconverged += refit_unconverged
         if unconverged:
             warnings.warn(
-                f"{unconverged} of {len(folds) * len(alphas) + best + 1} path fits did not "
-                "converge "
+                f"{unconverged} of {len(folds) * len(alphas) + refits} path fits "
+                "did not converge "
                 f"(tol={self.tol}); the chosen alpha_={self.alpha_:.3e} may be affected. "
                 "Increase max_iter.",
                 ConvergenceWarning,
@@ -278,6 +312,25 @@ class _SR2CVMixin:
             if hasattr(est, name):
                 setattr(self, name, getattr(est, name))
         return self
+
+    def _refit(self, base, X, y, sample_weight, best, fold_results):
+        """The estimator fitted on all the data at ``alpha_``, how many fits that took, and
+        how many of them did not converge. With ``fold_results`` (l1), one fit from the
+        folds' mean solution at ``alpha_``; without, a walk down the path to ``alpha_``."""
+        est = clone(base).set_params(warm_start=True)
+        if fold_results is not None:
+            alphas = self.alphas_[best : best + 1]
+            at_best = [solutions[best] for _, _, solutions in fold_results]
+            est._start_from(np.mean([W for W, _ in at_best], axis=0),
+                            float(np.median([sigma for _, sigma in at_best])))  # fmt: skip
+        else:
+            alphas = self.alphas_[: best + 1]
+        # Its diagnostics_ are those of its last fit, at alpha_, with the settings of base;
+        # on the way there, as in the folds, none are kept.
+        est.set_params(checkpoint_every=base.max_iter)
+        unconverged = _walk_path(est, alphas, X, y, sample_weight,
+                                 last_fit_params=dict(checkpoint_every=base.checkpoint_every))
+        return est, len(alphas), unconverged
 
     def _alpha_grid(self, base, X, y, sample_weight):
         """The decreasing alphas: ``alphas`` checked, or geometric from alpha_max."""

@@ -16,6 +16,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ._checkpoint import checkpoint
 from ._problem import LinearProblem
 from ._rule import SR2Rule
 from ._sr2 import VARIANCE_REDUCTIONS, SolverState, solve
@@ -332,7 +333,50 @@ class _BaseSR2(BaseEstimator):
         known = getattr(self, "_path_constants", None)
         if known is not None:
             known.update(metric=(problem.metric, problem.intercept_metric),
-                         lipschitz=problem.lipschitz(), null_scale=problem.null_scale)  # fmt: skip
+                         lipschitz=problem.lipschitz(), null_scale=problem.null_scale,
+                         problem=problem)  # fmt: skip
+
+    def _start_from(self, W, sigma):
+        """Make the next warm-started fit start from ``W`` (the solver's variables, in the
+        user's coordinates) and ``sigma``, e.g. the folds' mean solution for a CV refit."""
+        p = W.shape[0] - int(self.fit_intercept)
+        intercept = W[p] if self.fit_intercept else np.zeros(W.shape[1])
+        self.coef_, self.intercept_ = self._shape_coef(W[:p].T.copy(), intercept.copy())
+        self._state = SolverState(W=W, sigma=sigma, batch_size=1)
+        self.sigma_ = sigma
+
+    def _refit_on_path(self, alpha):
+        """Solve the last fit's problem again at ``alpha``, warm-started; returns whether it
+        converged. Along a path (``_walk_path``) the data are the same at every alpha: they
+        are not validated again, and no diagnostics are recorded (``diagnostics_`` stays the
+        last fit's); only what the stop needs is computed. Sets ``alpha`` and the model."""
+        problem = self._path_constants["problem"]
+        self.alpha = alpha
+        penalty = check_penalty(self.penalty, alpha)
+        seed = check_random_state(self.random_state).randint(2**31 - 1)
+        gen = np.random.default_rng(seed)
+        b = self._batch_size(problem.X, False)
+        state = SolverState(W=self._state.W.copy(), sigma=self.sigma_, batch_size=b)
+        rule = self._make_rule(problem, self.sigma_, b)
+        state.sigma = min(rule.sigma_max, max(rule.sigma_min, state.sigma))
+        common = dict(variance_reduction=self.variance_reduction, rng=gen,
+                      diagnostics=ConvergenceDiagnostics(), max_epochs=self.max_iter,
+                      tol=self.tol, stability_floor=self.sigma_min is None)  # fmt: skip
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            if use_working_set(self.working_set, problem.p, penalty):
+                state = solve_working_set(problem, penalty, state, rule, **common)
+                converged = common["diagnostics"].converged
+            else:
+                state = solve(problem, penalty, state, rule, min_epochs=int(not np.any(state.W)),
+                              light=True, **common)  # fmt: skip
+                # A light solve stops on the criterion before max_iter epochs, or ran out.
+                converged = state.n_epochs < self.max_iter or checkpoint(
+                    problem, penalty, state.W).criterion <= self.tol  # fmt: skip
+        self._state, self._rule = state, rule
+        self.sigma_ = state.sigma
+        self.n_iter_ = state.n_epochs
+        self._set_coef(state.W, problem, problem.dtype)
+        return converged
 
     def _batch_size(self, X, partial):
         n = X.shape[0]

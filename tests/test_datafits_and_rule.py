@@ -245,3 +245,31 @@ def test_intercept_shift_stops_at_rounding_level(monkeypatch, seed):
     grad = sw @ Logistic().derivative(Z + delta, Y)
     assert np.max(np.abs(grad)) <= 1e-11 * n
     assert len(calls) <= 20
+
+
+def test_intercept_shift_near_the_minimiser_takes_few_passes(monkeypatch):
+    # Predictions with few distinct values (one-hot data) make the rounding of phi's sum
+    # larger than Armijo's test can bear near the minimiser: each checkpoint of an Adult
+    # fit then made 20 to 100 passes (backtracking on noise) instead of two or three.
+    import sr2learn._intercept as intercept
+
+    passes = []
+    counted = intercept._phi_terms
+
+    def phi_terms(*args):
+        passes[-1] += 1
+        return counted(*args)
+
+    datafit, n = Logistic(), 20000
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        Z = np.round(rng.normal(size=(n, 1)) * 3, 1)
+        Y = (rng.random((n, 1)) < 0.25).astype(float)
+        sw = np.ones(n)
+        Z = Z + datafit.intercept_shift(Z, Y, sw) + 1e-4
+        monkeypatch.setattr(intercept, "_phi_terms", phi_terms)
+        passes.append(0)
+        delta = datafit.intercept_shift(Z, Y, sw)
+        monkeypatch.setattr(intercept, "_phi_terms", counted)
+        assert abs(float(sw @ datafit.derivative(Z + delta, Y)[:, 0])) <= 1e-11 * n
+    assert max(passes) <= 4, passes
