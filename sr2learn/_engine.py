@@ -202,6 +202,12 @@ def _outside_of(coords, j):
 # (no wrapper call per row).
 _DENSE_JIT = {**JIT, "fastmath": {"reassoc", "contract"}}
 
+# Several outputs: a zero entry of a dense row skips its K-long update. Measured per pass
+# (5,000 x 784, 10 outputs, one core): MNIST (19% nonzero, zeros in runs) 10.7 -> 6.5 ms
+# (X W) and 9.9 -> 7.5 ms (X^T E); Gaussian without zeros 10.9 -> 11.9 and 9.7 -> 10.6 ms;
+# 20% nonzero at random places 11.1 -> 13.0 and 9.9 -> 12.4 ms. Choosing the loop per row
+# by a count of its nonzeros cost more than it saved on both kinds of data.
+
 
 def _dense_dot(coords, x, W, z):
     """z[k] += sum_j x[j] W[j, k]."""
@@ -214,8 +220,9 @@ def _dense_dot(coords, x, W, z):
         return
     for j in range(x.shape[0]):
         xj = x[j]
-        for k in range(K):
-            z[k] += xj * W[j, k]
+        if xj != 0:
+            for k in range(K):
+                z[k] += xj * W[j, k]
 
 
 def _dense_dot_at(coords, x, W, z):
@@ -244,8 +251,9 @@ def _dense_axpy(coords, x, e, G):
         return
     for j in range(x.shape[0]):
         xj = x[j]
-        for k in range(K):
-            G[j, k] += e[k] * xj
+        if xj != 0:
+            for k in range(K):
+                G[j, k] += e[k] * xj
 
 
 def _dense_axpy_at(coords, x, e, G):
