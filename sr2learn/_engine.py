@@ -603,8 +603,90 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
     return clamps, visits, violations, tests
 
 
+# Full passes over dense data with several outputs, on all the columns: one output at a
+# time against a transposed copy of W (or of G: p x K, small), four rows at a time, so
+# that each load of W^T serves four rows and the sums stay in registers. Measured on one
+# core, 5,000 x 784, 10 outputs: X W 11.4 -> 2.9 ms (Gaussian) and 6.0 -> 2.7 ms (MNIST,
+# against the loop that skips zeros); X^T E 10.2 -> 2.9 and 6.0 -> 2.9 ms.
+_ROWS_AT_ONCE = 4
+
+
+def _all_columns(coords):
+    """Whether the coordinates are all the columns of X (no working set)."""
+    raise NotImplementedError("compiled only")
+
+
+@overload(_all_columns, jit_options=JIT)
+def _all_columns_of(coords):
+    if _subset(coords):
+        return lambda coords: False
+    return lambda coords: True
+
+
+@njit(**_DENSE_JIT)
+def _dense_predict_outputs(x, n, width, W, Z):
+    """Z[i, k] += x_i . W[:width, k] for the dense rows x_i of the ravel ``x``."""
+    WT = np.ascontiguousarray(W[:width].T)
+    for first in range(0, n, _ROWS_AT_ONCE):
+        if first + _ROWS_AT_ONCE > n:
+            for i in range(first, n):
+                row = x[i * width : (i + 1) * width]
+                for k in range(WT.shape[0]):
+                    w = WT[k]
+                    acc = 0.0
+                    for j in range(width):
+                        acc += row[j] * w[j]
+                    Z[i, k] += acc
+            break
+        x0 = x[first * width : (first + 1) * width]
+        x1 = x[(first + 1) * width : (first + 2) * width]
+        x2 = x[(first + 2) * width : (first + 3) * width]
+        x3 = x[(first + 3) * width : (first + 4) * width]
+        for k in range(WT.shape[0]):
+            w = WT[k]
+            a0 = a1 = a2 = a3 = 0.0
+            for j in range(width):
+                a0 += x0[j] * w[j]
+                a1 += x1[j] * w[j]
+                a2 += x2[j] * w[j]
+                a3 += x3[j] * w[j]
+            Z[first, k] += a0
+            Z[first + 1, k] += a1
+            Z[first + 2, k] += a2
+            Z[first + 3, k] += a3
+
+
+@njit(**_DENSE_JIT)
+def _dense_gradient_outputs(x, n, width, E, G):
+    """G[:width] += X^T E for the dense rows of the ravel ``x``."""
+    GT = np.zeros((E.shape[1], width))
+    for first in range(0, n, _ROWS_AT_ONCE):
+        if first + _ROWS_AT_ONCE > n:
+            for i in range(first, n):
+                row = x[i * width : (i + 1) * width]
+                for k in range(GT.shape[0]):
+                    g = GT[k]
+                    e = E[i, k]
+                    for j in range(width):
+                        g[j] += e * row[j]
+            break
+        x0 = x[first * width : (first + 1) * width]
+        x1 = x[(first + 1) * width : (first + 2) * width]
+        x2 = x[(first + 2) * width : (first + 3) * width]
+        x3 = x[(first + 3) * width : (first + 4) * width]
+        for k in range(GT.shape[0]):
+            g = GT[k]
+            e0, e1, e2, e3 = E[first, k], E[first + 1, k], E[first + 2, k], E[first + 3, k]
+            for j in range(width):
+                g[j] += e0 * x0[j] + e1 * x1[j] + e2 * x2[j] + e3 * x3[j]
+    G[:width] += GT.T
+
+
 @njit(cache=CACHE, fastmath={"reassoc", "contract"})
 def _dense_gradient(data, E, G):
+    if E.shape[1] > 1 and _all_columns(data.coords):
+        _dense_gradient_outputs(data.data, data.n, data.coords.width, E, G)
+        return
     for i in range(data.n):
         start, stop = _row_span(data, i)
         _dense_axpy_on(data.coords, data.data[start:stop], E[i], G)
@@ -617,6 +699,10 @@ def predict_into(data, W, Z):
     for i in range(data.n):
         for k in range(K):
             Z[i, k] = W[p, k] if data.intercept else 0.0
+    if data.dense and K > 1 and _all_columns(data.coords):
+        _dense_predict_outputs(data.data, data.n, data.coords.width, W, Z)
+        return
+    for i in range(data.n):
         _row_dot(data, i, W, Z[i])
 
 
