@@ -190,6 +190,24 @@ def test_lazy_steps_visit_few_coordinates_of_wide_sparse_data():
     assert visits_lazy < visits_eager / 20
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n", [12, 13, 14, 15])
+def test_dense_passes_with_several_outputs_equal_numpy(n, dtype):
+    """The full passes over dense rows with several outputs (four rows at a time, then the
+    rest) give X W and X^T E / n, with the intercept, for every remainder of n by four."""
+    rng = np.random.default_rng(n)
+    X = (rng.standard_normal((n, 9)) * (rng.random((n, 9)) < 0.6)).astype(dtype)
+    problem = LinearProblem(X, np.eye(3)[rng.integers(3, size=n)], np.ones(n), Multinomial(),
+                            True)  # fmt: skip
+    X64 = X.astype(np.float64)
+    W = rng.standard_normal((10, 3))
+    np.testing.assert_allclose(problem.predict(W), X64 @ W[:9] + W[9], rtol=1e-12, atol=1e-12)
+    E = rng.standard_normal((n, 5))  # the trial pass's gradients: 2K columns
+    G = problem.gradient(E)
+    np.testing.assert_allclose(G, np.vstack([X64.T @ E, E.sum(axis=0)]) / n, rtol=1e-12,
+                               atol=1e-12)  # fmt: skip
+
+
 @pytest.mark.parametrize("kind", ["binary", "multinomial", "regression"])
 def test_float32_data_are_solved_to_the_accuracy_of_float64(kind):
     rng = np.random.default_rng(5)
