@@ -88,6 +88,7 @@ class Checkpoint:
     G: np.ndarray  # grad f at W, user coordinates
     D: np.ndarray  # s_i l'(z_i) per sample, in the problem's row order
     measure: float  # sqrt(L xi) of the full-gradient step at sigma = L, in the metric
+    # (NaN for a convex penalty without the diagnostics' terms: its criterion is the gap)
     gap: float  # duality gap (NaN for the nonconvex penalties)
     criterion: float  # the scale-free number compared with tol
     record: dict | None = None  # the diagnostics' row (full checkpoints only)
@@ -209,8 +210,12 @@ def checkpoint(problem, penalty, W, *, diagnostic=None):
     else:
         draw, G, G_trial = _trial_pass(problem, penalty, W, R_w, E, diagnostic)
     objective = f + R_w
-    measure = _stationarity_measure(problem, penalty, W, R_w, G)
     kappa = penalty.dual_scale(G[:p])
+    # The stationarity measure (a prox step and a penalty value) is the nonconvex
+    # criterion; a convex penalty's checkpoint needs it only for the diagnostics' record.
+    measure = math.nan
+    if kappa is None or diagnostic is not None:
+        measure = _stationarity_measure(problem, penalty, W, R_w, G)
     gap = math.nan
     if kappa is not None:
         gap = max(objective - _dual_objective(problem, E, kappa), 0.0)

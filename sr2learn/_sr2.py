@@ -123,7 +123,8 @@ def _epoch(problem, penalty, W, R_w, sigma, b, ref, rows, rng, settings, rule):
 
 def solve(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction, rng,
           diagnostics, checkpoint_every=1, variance_estimate="exact", verbose=0, lazy=True,
-          start=None, light=False, stability_floor=True, min_epochs=0):  # fmt: skip
+          start=None, light=False, stability_floor=True, min_epochs=0,
+          return_checkpoint=False):  # fmt: skip
     """Run SR2 for at most ``max_epochs`` epochs from ``state``; returns a new state.
 
     Stops at a checkpoint whose scale-free criterion (see :func:`checkpoint`) is at most
@@ -137,8 +138,10 @@ def solve(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction,
     ones reported); ``stability_floor`` raises sigma_min to :func:`svrg_sigma_floor`
     under SVRG; at least ``min_epochs`` epochs are run (a fresh fit runs one: for a
     nonconvex penalty w = 0 is often stationary at the criterion's step 1/L, yet SR2's own
-    first steps, longer, leave it). ``state`` and ``diagnostics``' past records are not
-    modified; the new checkpoints and steps are appended to ``diagnostics``.
+    first steps, longer, leave it). ``return_checkpoint=True`` returns (state, the last
+    checkpoint, at the returned W: a regularisation path starts its next solve there).
+    ``state`` and ``diagnostics``' past records are not modified; the new checkpoints and
+    steps are appended to ``diagnostics``.
     """
     s = _Settings(max_epochs, tol, variance_reduction, checkpoint_every, variance_estimate,
                   lazy, light, verbose)  # fmt: skip
@@ -205,7 +208,8 @@ def solve(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction,
             b = min(problem.n, 2 * b)
     if not light:
         diagnostics.converged = bool(converged)
-    return SolverState(W, sigma, b, n_steps, n_epochs)
+    new = SolverState(W, sigma, b, n_steps, n_epochs)
+    return (new, prev) if return_checkpoint else new  # the loop ends on a checkpoint at W
 
 
 def _checkpoint_due(epochs, s, diagnostics):

@@ -1,5 +1,6 @@
 """scikit-learn estimators over the NumPy SR2 solver: SR2Classifier and SR2Regressor."""
 
+import dataclasses
 import functools
 import math
 import numbers
@@ -16,7 +17,6 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._checkpoint import checkpoint
 from ._problem import LinearProblem
 from ._rule import SR2Rule
 from ._sr2 import VARIANCE_REDUCTIONS, SolverState, solve
@@ -348,10 +348,11 @@ class _BaseSR2(BaseEstimator):
     def _refit_on_path(self, alpha):
         """Solve the last fit's problem again at ``alpha``, warm-started; returns whether it
         converged. Along a path (``_walk_path``) the data are the same at every alpha: they
-        are not validated again, and no diagnostics are recorded (``diagnostics_`` stays the
-        last fit's); only what the stop needs is computed. Sets ``alpha`` and the model."""
-        problem = self._path_constants["problem"]
-        self.alpha = alpha
+        are not validated again, no diagnostics are recorded (``diagnostics_`` stays the
+        last fit's), and the solve starts from the previous one's last checkpoint (its
+        passes over the data do not depend on alpha). Sets ``alpha`` and the model."""
+        known = self._path_constants
+        problem = known["problem"]
         penalty = check_penalty(self.penalty, alpha)
         seed = check_random_state(self.random_state).randint(2**31 - 1)
         gen = np.random.default_rng(seed)
@@ -367,16 +368,29 @@ class _BaseSR2(BaseEstimator):
                 state = solve_working_set(problem, penalty, state, rule, **common)
                 converged = common["diagnostics"].converged
             else:
-                state = solve(problem, penalty, state, rule, min_epochs=int(not np.any(state.W)),
-                              light=True, **common)  # fmt: skip
-                # A light solve stops on the criterion before max_iter epochs, or ran out.
-                converged = state.n_epochs < self.max_iter or checkpoint(
-                    problem, penalty, state.W).criterion <= self.tol  # fmt: skip
+                start = self._path_start(known.pop("checkpoint", None), penalty)
+                state, known["checkpoint"] = solve(
+                    problem, penalty, state, rule, min_epochs=int(not np.any(state.W)),
+                    start=start, light=True, return_checkpoint=True, **common)  # fmt: skip
+                converged = known["checkpoint"].criterion <= self.tol
+        self.alpha = alpha
         self._state, self._rule = state, rule
         self.sigma_ = state.sigma
         self.n_iter_ = state.n_epochs
         self._set_coef(state.W, problem, problem.dtype)
         return converged
+
+    def _path_start(self, last, penalty):
+        """The previous alpha's last checkpoint (None: none) as the start of the solve with
+        ``penalty``: the same point and passes, its objective with the new penalty (the
+        SVRG safeguard compares the next checkpoints with it)."""
+        if last is None:
+            return None
+        p = last.W.shape[0] - int(self.fit_intercept)
+        old = check_penalty(self.penalty, self.alpha).value(last.W[:p])
+        objective = last.objective - old + penalty.value(last.W[:p])
+        return dataclasses.replace(last, objective=objective, gap=math.nan,
+                                   criterion=math.nan, record=None)  # fmt: skip
 
     def _batch_size(self, X, partial):
         n = X.shape[0]

@@ -282,3 +282,36 @@ def test_the_default_scores_are_the_accuracy_scorers(breast_cancer):
     default = SR2ClassifierCV(**params).fit(X, labels, sample_weight=sw)
     scored = SR2ClassifierCV(scoring="accuracy", **params).fit(X, labels, sample_weight=sw)
     np.testing.assert_array_equal(default.scores_path_, scored.scores_path_)
+
+
+def test_each_alpha_starts_from_the_previous_alphas_last_checkpoint(diabetes, monkeypatch):
+    # A checkpoint's passes over the data do not depend on alpha: along the path each solve
+    # starts from the previous one's last checkpoint, so an SVRG solve makes one checkpoint
+    # an epoch (none at its start), without the stationarity measure (l1: the gap decides).
+    import sr2learn._checkpoint as checkpoint
+    import sr2learn._sr2 as sr2
+
+    calls = {"checkpoint": 0, "measure": 0}
+
+    def counting(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(sr2, "checkpoint", counting("checkpoint", sr2.checkpoint))
+    monkeypatch.setattr(checkpoint, "_stationarity_measure",
+                        counting("measure", checkpoint._stationarity_measure))  # fmt: skip
+    X, y = diabetes
+    alphas = alpha_max(SR2Regressor(), X, y) * np.geomspace(0.5, 1e-2, 5)
+    per_fit = []
+
+    def after_fit(est):
+        per_fit.append((calls["checkpoint"], calls["measure"], est.n_iter_))
+        calls.update(checkpoint=0, measure=0)
+
+    _walk_path(SR2Regressor(warm_start=True, random_state=0), alphas, X, y, None,
+               after_fit=after_fit)  # fmt: skip
+    for checkpoints, measures, epochs in per_fit[2:]:  # after the first fit's and a start
+        assert checkpoints == epochs and measures == 0
