@@ -135,13 +135,20 @@ def _walk_path(est, alphas, X, y, sample_weight, after_fit=None, last_fit_params
     return unconverged
 
 
+def _unrecorded(base):
+    """The parameters of a fit whose diagnostics are not kept (a fold's first fit, the
+    refit's first): under SVRG every epoch ends on a checkpoint that checks tol, and
+    ``checkpoint_every`` only says which ones also draw the diagnostics' Theorem 4 terms
+    (one more data pass each): at the start and end only. Otherwise it also says when tol
+    is checked, and stays the base's."""
+    return {"checkpoint_every": base.max_iter} if base.variance_reduction == "svrg" else {}
+
+
 def _fit_path(base, X, y, sample_weight, train, test, alphas, scorer, classes, keep):
     """Scores on ``test`` of the warm-started path fitted on ``train`` (with
     ``sample_weight``, both the fits and the scores are weighted by it), the number of
     unconverged fits, and when ``keep``, each alpha's solution (W, sigma)."""
-    # A fold's diagnostics are not kept: its Theorem 4 terms (one more data pass per
-    # checkpoint) are recorded at the start and end of its first fit only.
-    est = clone(base).set_params(warm_start=True, checkpoint_every=base.max_iter)
+    est = clone(base).set_params(warm_start=True, **_unrecorded(base))
     if classes is not None:
         est._all_classes = classes  # every fold fits every class of the whole y
     sw_train, score_params = None, {}
@@ -327,7 +334,7 @@ class _SR2CVMixin:
             alphas = self.alphas_[: best + 1]
         # Its diagnostics_ are those of its last fit, at alpha_, with the settings of base;
         # on the way there, as in the folds, none are kept.
-        est.set_params(checkpoint_every=base.max_iter)
+        est.set_params(**_unrecorded(base))
         unconverged = _walk_path(est, alphas, X, y, sample_weight,
                                  last_fit_params=dict(checkpoint_every=base.checkpoint_every))
         return est, len(alphas), unconverged

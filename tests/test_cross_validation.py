@@ -315,3 +315,26 @@ def test_each_alpha_starts_from_the_previous_alphas_last_checkpoint(diabetes, mo
                after_fit=after_fit)  # fmt: skip
     for checkpoints, measures, epochs in per_fit[2:]:  # after the first fit's and a start
         assert checkpoints == epochs and measures == 0
+
+
+@pytest.mark.parametrize("CV, data", [(SR2RegressorCV, "diabetes"),
+                                      (SR2ClassifierCV, "breast_cancer")])  # fmt: skip
+def test_folds_without_svrg_check_tol_at_every_epoch(CV, data, request, monkeypatch):
+    # Without SVRG checkpoint_every also says when tol is checked: a fold's first fit,
+    # whose diagnostics are not kept, must not run max_iter epochs for want of a check.
+    import sr2learn._sr2 as sr2
+
+    epochs = []
+    one_epoch = sr2._epoch
+
+    def counting(*args):
+        epochs.append(1)
+        return one_epoch(*args)
+
+    monkeypatch.setattr(sr2, "_epoch", counting)
+    X, y = request.getfixturevalue(data)
+    base = SR2Regressor() if CV is SR2RegressorCV else SR2Classifier()
+    alphas = alpha_max(base, X, y) * np.array([1.0, 0.3])
+    CV(alphas=alphas, cv=3, variance_reduction="growing_batch", max_iter=300, tol=1e-3,
+       random_state=0).fit(X, y)  # fmt: skip
+    assert len(epochs) < 3 * 300  # the three folds' first fits alone made 900
