@@ -162,7 +162,10 @@ def _dual_objective(problem, E, kappa):
         sw = problem.sw[rows, None]
         U = np.divide(E[rows], sw, out=np.zeros_like(E[rows]), where=sw > 0)
         U *= kappa
-        total += float(problem.sw[rows] @ problem.datafit.conjugate(U, problem.Y[rows]))
+        # A product and a sum, not BLAS's dot: OpenBLAS threads a dot of more than 10,000
+        # entries, and on busy cores waiting for its second thread cost milliseconds a
+        # checkpoint (Adult CV: 7 ms a call against 0.15 ms).
+        total += float(np.sum(problem.sw[rows] * problem.datafit.conjugate(U, problem.Y[rows])))
     return -total / problem.n
 
 
