@@ -17,6 +17,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ._polish import polish
 from ._problem import LinearProblem
 from ._rule import SR2Rule
 from ._sr2 import VARIANCE_REDUCTIONS, SolverState, solve
@@ -295,14 +296,13 @@ class _BaseSR2(BaseEstimator):
                       diagnostics=diagnostics, variance_estimate=self.variance_estimate,
                       verbose=self.verbose, stability_floor=self.sigma_min is None)  # fmt: skip
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            if not partial and use_working_set(self.working_set, problem.p, penalty):
-                state = solve_working_set(problem, penalty, state, rule,
-                                          max_epochs=self.max_iter, tol=self.tol, **common)
-            else:
-                state = solve(problem, penalty, state, rule,
-                              max_epochs=1 if partial else self.max_iter,
-                              tol=None if partial else self.tol, min_epochs=int(fresh),
-                              checkpoint_every=self.checkpoint_every, **common)  # fmt: skip
+            state = self._solve(problem, penalty, state, rule, partial, fresh, common)
+            if not partial and penalty.polish:
+                state = polish(problem, penalty, state, rule, tol=self.tol, rng=gen,
+                               max_epochs=self.max_iter - state.n_epochs,
+                               diagnostics=diagnostics,
+                               resolve=lambda s: self._solve(problem, penalty, s, rule,
+                                                             partial, False, common))  # fmt: skip
         self._remember_path_constants(problem)
         average = self._stream_average(problem, penalty, state.W, first) if partial else None
         # Only a finished solve makes the estimator fitted.
@@ -317,6 +317,16 @@ class _BaseSR2(BaseEstimator):
             warnings.warn(_not_converged_message(self, diagnostics, rule), ConvergenceWarning,
                           stacklevel=3)  # fmt: skip
         return self
+
+    def _solve(self, problem, penalty, state, rule, partial, fresh, common):
+        """The SR2 solve of ``_fit`` from ``state`` within the epochs left of max_iter."""
+        left = 1 if partial else self.max_iter - state.n_epochs
+        if not partial and use_working_set(self.working_set, problem.p, penalty):
+            return solve_working_set(problem, penalty, state, rule, max_epochs=left,
+                                     tol=self.tol, **common)  # fmt: skip
+        return solve(problem, penalty, state, rule, max_epochs=left,
+                     tol=None if partial else self.tol, min_epochs=int(fresh),
+                     checkpoint_every=self.checkpoint_every, **common)  # fmt: skip
 
     def _problem(self, X, Y, sample_weight, datafit, metric):
         """The fit's problem. Along a regularisation path (``_walk_path`` sets

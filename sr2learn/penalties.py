@@ -27,7 +27,9 @@ scalar ``prox(kernel, v, t)`` and ``value(kernel, w)``; a non-separable one give
 the first ``count`` entries. Each class also says what the engine may do with it:
 ``separable`` (the prox acts entry by entry) and ``lazy_exact`` (a zero entry whose
 gradient does not change stays zero for every sigma above the one it was checked at, so
-the engine may skip it exactly). tests/test_penalties.py checks that both forms agree.
+the engine may skip it exactly), and ``polish``: a fit ends with SR2 steps of coordinate
+descent's lengths (see :mod:`sr2learn._polish`). tests/test_penalties.py checks that both
+forms agree.
 """
 
 import math
@@ -48,6 +50,9 @@ class Penalty:
 
     separable = True
     lazy_exact = True
+    # A fit ends with a coordinate-wise polish (sr2learn._polish): for a nonconvex penalty
+    # whose fixed points at SR2's step are weaker than coordinate descent's.
+    polish = False
     Kernel = None
 
     def __init_subclass__(cls, **kwargs):
@@ -201,6 +206,8 @@ class Lp(Penalty):
     >>> bool(u[0] == 0.0 and 2.5 < u[1] < 3.0)
     True
     """
+
+    polish = True
 
     def __init__(self, alpha=1.0, p=0.5):
         self.alpha = _check_alpha(alpha)
