@@ -198,6 +198,10 @@ class Lp(Penalty):
     The prox uses the half-thresholding (p = 1/2) and two-thirds-thresholding
     (p = 2/3) formulas; both return the global minimiser of the 1-D problem.
 
+    A linear model's fit with it ends with a coordinate-wise polish
+    (:mod:`sr2learn._polish`): its solution is a fixed point of coordinate descent's
+    steps 1/L_j, a stronger condition than a fixed point of SR2's shorter steps.
+
     Examples
     --------
     >>> import numpy as np
