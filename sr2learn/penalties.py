@@ -199,8 +199,9 @@ class Lp(Penalty):
     (p = 2/3) formulas; both return the global minimiser of the 1-D problem.
 
     A linear model's fit with it ends with a coordinate-wise polish
-    (:mod:`sr2learn._polish`): its solution is a fixed point of coordinate descent's
-    steps 1/L_j, a stronger condition than a fixed point of SR2's shorter steps.
+    (:mod:`sr2learn._polish`): while coordinate descent's steps 1/L_j would change the
+    support, SR2 takes steps of those lengths (a fixed point of them is a stronger
+    condition than a fixed point of SR2's shorter steps).
 
     Examples
     --------
