@@ -776,6 +776,11 @@ def gradient_into(data, E, G):
 def gradient_pair_into(data, E, F, G, H):
     """G = X~^T E and H = X~^T F in one pass over X (a checkpoint's gradient and its
     trial point's, without an (n, 2K) array holding both residuals)."""
+    if data.dense and E.shape[1] > 1 and _all_columns(data.coords):
+        # Two passes of _rows_axpy_t take a third of the time of this pair's per-row loop.
+        gradient_into(data, E, G)
+        gradient_into(data, F, H)
+        return
     G[:] = 0.0
     H[:] = 0.0
     for i in range(data.n):

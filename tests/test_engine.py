@@ -194,7 +194,8 @@ def test_lazy_steps_visit_few_coordinates_of_wide_sparse_data():
 @pytest.mark.parametrize("n", [12, 13, 14, 15])
 def test_dense_passes_with_several_outputs_equal_numpy(n, dtype):
     """The full passes over dense rows with several outputs (four rows at a time, then the
-    rest) give X W and X^T E / n, with the intercept, for every remainder of n by four."""
+    rest) give X W, X^T E / n and the pair of gradients, with the intercept, for every
+    remainder of n by four."""
     rng = np.random.default_rng(n)
     X = (rng.standard_normal((n, 9)) * (rng.random((n, 9)) < 0.6)).astype(dtype)
     problem = LinearProblem(X, np.eye(3)[rng.integers(3, size=n)], np.ones(n), Multinomial(),
@@ -206,6 +207,10 @@ def test_dense_passes_with_several_outputs_equal_numpy(n, dtype):
     G = problem.gradient(E)
     np.testing.assert_allclose(G, np.vstack([X64.T @ E, E.sum(axis=0)]) / n, rtol=1e-12,
                                atol=1e-12)  # fmt: skip
+    F = rng.standard_normal((n, 3))  # a checkpoint's gradient and its trial point's
+    for got, R in zip(problem.gradient_pair(E[:, :3], F), (E[:, :3], F), strict=True):
+        np.testing.assert_allclose(got, np.vstack([X64.T @ R, R.sum(axis=0)]) / n,
+                                   rtol=1e-12, atol=1e-12)  # fmt: skip
 
 
 @pytest.mark.parametrize("kind", ["binary", "multinomial", "regression"])
