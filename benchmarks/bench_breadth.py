@@ -61,7 +61,7 @@ end. Without --quick the output is also saved to docs/benchmark_results/breadth.
 Data: ``get-data.sh DIR`` and ``SR2LEARN_DATA=DIR`` (Adult, MNIST-5k).
 
 Usage: python benchmarks/bench_breadth.py [--only mnist,lp,l0ball,float32,cv,lasso,text]
-       [--quick] [--cap 60] [--cache DIR]
+       [--quick] [--cap 60] [--cache DIR] [--blas-threads 1]
 """
 
 import argparse
@@ -961,7 +961,18 @@ def main():
     parser.add_argument(
         "--cache", default="bench_breadth_cache", help="folder of the cached reference optima"
     )
+    parser.add_argument(
+        "--blas-threads",
+        type=int,
+        default=1,
+        help="BLAS threads for every solver (1: threaded BLAS stalls on a shared machine)",
+    )
     args = parser.parse_args()
+    # Every solver, SR2 and the peers, runs with the same BLAS threads (forked runs inherit
+    # the limit); on 2 shared cores a threaded product can wait milliseconds for a core.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=args.blas_threads, user_api="blas")
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(chosen) - set(SECTIONS))
     if unknown:
@@ -973,7 +984,8 @@ def main():
     emit("# Breadth benchmark: SR2 vs the best peer for each objective")
     emit(
         f"\n{versions()}; Python {platform.python_version()}, {os.cpu_count()} CPUs; "
-        f"cap {args.cap:g} s per run{'; --quick sizes' if args.quick else ''}; "
+        f"{args.blas_threads} BLAS thread(s); cap {args.cap:g} s per run"
+        f"{'; --quick sizes' if args.quick else ''}; "
         f"sections {','.join(chosen)}"
     )
     sections = {
