@@ -47,7 +47,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from ._cache import CACHE, drop_stale_kernels
+from ._cache import drop_stale_kernels
 from ._compiled import JIT, bregman, loss_derivative, prox_entries, value_entries
 from ._rule import model_decrease, sr2_ratio, sr2_update
 
@@ -499,7 +499,7 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
     w_old = np.empty(p * K)
     # Dense rows with several outputs: the batch's products with W, E and S four rows at a
     # time against transposed copies (see _rows_dot_t), the copy of W kept in step.
-    blocked = data.dense and K > 1 and _all_columns(data.coords)
+    blocked = _blocked(data, K)
     width = p if blocked else 0
     WT = np.empty((K, width))
     GT = np.empty((K, width))
@@ -670,6 +670,13 @@ def _all_columns_of(coords):
     return lambda coords: True
 
 
+@njit(**JIT)
+def _blocked(data, K):
+    """Whether products with K outputs take the blocked kernels below: dense rows, several
+    outputs, all the columns."""
+    return data.dense and K > 1 and _all_columns(data.coords)
+
+
 @njit(**_DENSE_JIT)
 def _rows_dot_t(x, width, rows, AT, Z):
     """Z[r, k] += x_i . AT[k] for the dense rows i = rows[r] of the ravel ``x``."""
@@ -732,18 +739,6 @@ def _transpose_into(A, AT):
             AT[k, j] = A[j, k]
 
 
-@njit(cache=CACHE, fastmath={"reassoc", "contract"})
-def _dense_gradient(data, E, G):
-    if E.shape[1] > 1 and _all_columns(data.coords):
-        GT = np.zeros((E.shape[1], data.p))
-        _rows_axpy_t(data.data, data.p, np.arange(data.n), E, GT)
-        G[: data.p] += GT.T
-        return
-    for i in range(data.n):
-        start, stop = _row_span(data, i)
-        _dense_axpy_on(data.coords, data.data[start:stop], E[i], G)
-
-
 @njit(**JIT)
 def predict_into(data, W, Z):
     """Z = X W (+ the intercept row), accumulated in float64 whatever the dtype of X."""
@@ -751,7 +746,7 @@ def predict_into(data, W, Z):
     for i in range(data.n):
         for k in range(K):
             Z[i, k] = W[p, k] if data.intercept else 0.0
-    if data.dense and K > 1 and _all_columns(data.coords):
+    if _blocked(data, K):
         WT = np.empty((K, p))
         _transpose_into(W, WT)
         _rows_dot_t(data.data, p, np.arange(data.n), WT, Z)
@@ -764,8 +759,10 @@ def predict_into(data, W, Z):
 def gradient_into(data, E, G):
     """G = X~^T E (the intercept row gets the column sums of E), in float64."""
     G[:] = 0.0
-    if data.dense:
-        _dense_gradient(data, E, G)
+    if _blocked(data, E.shape[1]):
+        GT = np.zeros((E.shape[1], data.p))
+        _rows_axpy_t(data.data, data.p, np.arange(data.n), E, GT)
+        G[: data.p] += GT.T
     else:
         for i in range(data.n):
             _accumulate_row(data, i, E[i], G)
@@ -776,7 +773,7 @@ def gradient_into(data, E, G):
 def gradient_pair_into(data, E, F, G, H):
     """G = X~^T E and H = X~^T F in one pass over X (a checkpoint's gradient and its
     trial point's, without an (n, 2K) array holding both residuals)."""
-    if data.dense and E.shape[1] > 1 and _all_columns(data.coords):
+    if _blocked(data, E.shape[1]):
         # Two passes of _rows_axpy_t take a third of the time of this pair's per-row loop.
         gradient_into(data, E, G)
         gradient_into(data, F, H)
@@ -811,14 +808,7 @@ def gram_matvec_into(data, v, out):
         z[0] *= data.sw[i]
         if data.intercept:
             out[p, 0] += z[0]
-        start, stop = _row_span(data, i)
-        if data.dense:
-            _dense_axpy_on(data.coords, data.data[start:stop], z, out)
-            continue
-        for kk in range(start, stop):
-            j = _coordinate(data.coords, data.indices[kk])
-            if not _outside(data.coords, j):
-                out[j, 0] += data.data[kk] * z[0]
+        _accumulate_row(data, i, z, out)
 
 
 @njit(**JIT)
