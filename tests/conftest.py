@@ -7,6 +7,26 @@ from sklearn.preprocessing import StandardScaler
 matplotlib.use("Agg")
 
 
+@pytest.fixture
+def count_calls(monkeypatch):
+    """``count_calls(owner, name)`` replaces ``owner.name`` for the test by a wrapper that
+    appends each call's positional arguments to the list it returns, then calls the
+    original (a count of passes, checkpoints or epochs)."""
+
+    def install(owner, name):
+        calls = []
+        original = getattr(owner, name)
+
+        def recording(*args, **kwargs):
+            calls.append(args)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, recording)
+        return calls
+
+    return install
+
+
 @pytest.fixture(scope="session")
 def diabetes():
     X, y = load_diabetes(return_X_y=True)

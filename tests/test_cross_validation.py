@@ -208,33 +208,23 @@ def test_the_path_solves_what_warm_started_fits_solve(diabetes, breast_cancer, m
         np.testing.assert_allclose(intercept, est.intercept_, rtol=1e-9, atol=1e-12)
 
 
-def test_cv_validates_each_fold_once_and_diagnoses_only_the_refit(diabetes, monkeypatch):
+def test_cv_validates_each_fold_once_and_diagnoses_only_the_refit(diabetes, count_calls):
     # Along a path the data are validated and the diagnostics' Theorem 4 terms drawn only
     # by a fold's first fit and by the refit, which (l1) starts at alpha_ from the folds'
     # mean solution: its diagnostics_ are its own.
     import sr2learn._checkpoint as checkpoint
     import sr2learn.linear_model as linear_model
 
-    calls = {"validate": 0, "diagnostic": 0}
-
-    def counting(name, method):
-        def wrapper(*args, **kwargs):
-            calls[name] += 1
-            return method(*args, **kwargs)
-
-        return wrapper
-
-    monkeypatch.setattr(linear_model._BaseSR2, "_validate",
-                        counting("validate", linear_model._BaseSR2._validate))  # fmt: skip
-    monkeypatch.setattr(checkpoint, "_trial_pass", counting("diagnostic", checkpoint._trial_pass))
+    validations = count_calls(linear_model._BaseSR2, "_validate")
+    diagnostics = count_calls(checkpoint, "_trial_pass")
     X, y = diabetes
     alphas = alpha_max(SR2Regressor(), X, y) * np.geomspace(1.0, 1e-3, 8)
     reg = SR2RegressorCV(alphas=alphas, cv=3, random_state=0).fit(X, y)
     assert reg.alpha_ < alphas[1]  # a walk would take at least two fits
-    assert calls["validate"] == 3 + 1
+    assert len(validations) == 3 + 1
     # a fold's first fit draws at its start and at its end; the refit at every epoch
     # (checkpoint_every=1, as the base estimator's) and at its start
-    assert calls["diagnostic"] <= 2 * 3 + 1 + reg.n_iter_
+    assert len(diagnostics) <= 2 * 3 + 1 + reg.n_iter_
     assert reg.estimator_.diagnostics_.converged
     assert reg.estimator_.diagnostics_.n_checkpoints >= 1
     assert reg.n_iter_ == reg.estimator_.n_iter_
@@ -284,32 +274,23 @@ def test_the_default_scores_are_the_accuracy_scorers(breast_cancer):
     np.testing.assert_array_equal(default.scores_path_, scored.scores_path_)
 
 
-def test_each_alpha_starts_from_the_previous_alphas_last_checkpoint(diabetes, monkeypatch):
+def test_each_alpha_starts_from_the_previous_alphas_last_checkpoint(diabetes, count_calls):
     # A checkpoint's passes over the data do not depend on alpha: along the path each solve
     # starts from the previous one's last checkpoint, so an SVRG solve makes one checkpoint
     # an epoch (none at its start), without the stationarity measure (l1: the gap decides).
     import sr2learn._checkpoint as checkpoint
     import sr2learn._sr2 as sr2
 
-    calls = {"checkpoint": 0, "measure": 0}
-
-    def counting(name, function):
-        def wrapper(*args, **kwargs):
-            calls[name] += 1
-            return function(*args, **kwargs)
-
-        return wrapper
-
-    monkeypatch.setattr(sr2, "checkpoint", counting("checkpoint", sr2.checkpoint))
-    monkeypatch.setattr(checkpoint, "_stationarity_measure",
-                        counting("measure", checkpoint._stationarity_measure))  # fmt: skip
+    checkpoints = count_calls(sr2, "checkpoint")
+    measures = count_calls(checkpoint, "_stationarity_measure")
     X, y = diabetes
     alphas = alpha_max(SR2Regressor(), X, y) * np.geomspace(0.5, 1e-2, 5)
     per_fit = []
 
     def after_fit(est):
-        per_fit.append((calls["checkpoint"], calls["measure"], est.n_iter_))
-        calls.update(checkpoint=0, measure=0)
+        per_fit.append((len(checkpoints), len(measures), est.n_iter_))
+        checkpoints.clear()
+        measures.clear()
 
     _walk_path(SR2Regressor(warm_start=True, random_state=0), alphas, X, y, None,
                after_fit=after_fit)  # fmt: skip
@@ -319,19 +300,12 @@ def test_each_alpha_starts_from_the_previous_alphas_last_checkpoint(diabetes, mo
 
 @pytest.mark.parametrize("CV, data", [(SR2RegressorCV, "diabetes"),
                                       (SR2ClassifierCV, "breast_cancer")])  # fmt: skip
-def test_folds_without_svrg_check_tol_at_every_epoch(CV, data, request, monkeypatch):
+def test_folds_without_svrg_check_tol_at_every_epoch(CV, data, request, count_calls):
     # Without SVRG checkpoint_every also says when tol is checked: a fold's first fit,
     # whose diagnostics are not kept, must not run max_iter epochs for want of a check.
     import sr2learn._sr2 as sr2
 
-    epochs = []
-    one_epoch = sr2._epoch
-
-    def counting(*args):
-        epochs.append(1)
-        return one_epoch(*args)
-
-    monkeypatch.setattr(sr2, "_epoch", counting)
+    epochs = count_calls(sr2, "_epoch")
     X, y = request.getfixturevalue(data)
     base = SR2Regressor() if CV is SR2RegressorCV else SR2Classifier()
     alphas = alpha_max(base, X, y) * np.array([1.0, 0.3])

@@ -223,19 +223,12 @@ def test_intercept_shift_zeroes_the_intercept_gradient(datafit, K, start, seed):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 3, 4])
-def test_intercept_shift_stops_at_rounding_level(monkeypatch, seed):
+def test_intercept_shift_stops_at_rounding_level(count_calls, seed):
     # On 20,000 rows phi's value is noisy well above 64 eps |phi|: Newton once took up to
     # 60 steps of 20 halvings each there (1,100 passes over the rows for one intercept).
     import sr2learn._intercept as intercept
 
-    calls = []
-    phi = intercept._phi_terms
-
-    def counted(*args):
-        calls.append(1)
-        return phi(*args)
-
-    monkeypatch.setattr(intercept, "_phi_terms", counted)
+    calls = count_calls(intercept, "_phi_terms")
     n = 20_000
     rng = np.random.default_rng(seed)
     Z = np.zeros((n, 1))
@@ -247,19 +240,14 @@ def test_intercept_shift_stops_at_rounding_level(monkeypatch, seed):
     assert len(calls) <= 20
 
 
-def test_intercept_shift_near_the_minimiser_takes_few_passes(monkeypatch):
+def test_intercept_shift_near_the_minimiser_takes_few_passes(count_calls):
     # Predictions with few distinct values (one-hot data) make the rounding of phi's sum
     # larger than Armijo's test can bear near the minimiser: each checkpoint of an Adult
     # fit then made 20 to 100 passes (backtracking on noise) instead of two or three.
     import sr2learn._intercept as intercept
 
+    calls = count_calls(intercept, "_phi_terms")
     passes = []
-    counted = intercept._phi_terms
-
-    def phi_terms(*args):
-        passes[-1] += 1
-        return counted(*args)
-
     datafit, n = Logistic(), 20000
     for seed in range(20):
         rng = np.random.default_rng(seed)
@@ -267,9 +255,8 @@ def test_intercept_shift_near_the_minimiser_takes_few_passes(monkeypatch):
         Y = (rng.random((n, 1)) < 0.25).astype(float)
         sw = np.ones(n)
         Z = Z + datafit.intercept_shift(Z, Y, sw) + 1e-4
-        monkeypatch.setattr(intercept, "_phi_terms", phi_terms)
-        passes.append(0)
+        before = len(calls)
         delta = datafit.intercept_shift(Z, Y, sw)
-        monkeypatch.setattr(intercept, "_phi_terms", counted)
+        passes.append(len(calls) - before)
         assert abs(float(sw @ datafit.derivative(Z + delta, Y)[:, 0])) <= 1e-11 * n
     assert max(passes) <= 4, passes

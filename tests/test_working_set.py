@@ -94,24 +94,17 @@ def test_violation_sees_zero_coordinates_a_nonconvex_step_would_leave():
         np.testing.assert_allclose(v1, np.maximum(np.abs(G[:, 0]) - 0.1, 0.0) / c, rtol=1e-12)
 
 
-def test_inner_solves_reuse_the_outer_checkpoint(monkeypatch):
+def test_inner_solves_reuse_the_outer_checkpoint(count_calls):
     """Each inner solve starts from the outer (full-problem) checkpoint restricted to the
     set: its only checkpoints are those after its epochs (one pass pair each), none at
     the start, which would repeat the outer one's passes; the fit is unchanged."""
     import sr2learn._sr2 as sr2
 
     X, y = sparse_problem("logistic", True)
-    calls = []
-    original = sr2.checkpoint
-
-    def counted(problem, *args, **kwargs):
-        calls.append(problem.p)
-        return original(problem, *args, **kwargs)
-
-    monkeypatch.setattr(sr2, "checkpoint", counted)
+    calls = count_calls(sr2, "checkpoint")
     est = SR2Classifier(alpha=0.01, working_set=True, tol=1e-8, random_state=0).fit(X, y)
     outer = est.diagnostics_.n_checkpoints
-    inner = [p for p in calls if p < X.shape[1]]
+    inner = [problem.p for problem, *_ in calls if problem.p < X.shape[1]]
     assert outer >= 3 and est.diagnostics_.converged
     # one restricted checkpoint per inner epoch (the SVRG reference), none more
     assert len(inner) == est.n_iter_
