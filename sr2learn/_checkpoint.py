@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._certificate import newton_dual_point
 from ._engine import loss_pass
 from ._rule import SR2Rule
 
@@ -185,12 +186,16 @@ def _in_batch_variance(problem, draw, ref):
     return (1.0 - m / problem.n) / (m * (m - 1)) * max(total, 0.0)
 
 
-def checkpoint(problem, penalty, W, *, diagnostic=None):
+def checkpoint(problem, penalty, W, *, diagnostic=None, tol=None, certificate=None):
     """Full-data quantities at W: one pass for the predictions, the exact intercept, one
     pass for the gradient. The criterion is the relative duality gap gap / F(w) for a
     convex penalty (``penalty.dual_scale``), else the stationarity measure relative to the
     intercept-only model's gradient (:func:`_null_scale`, cached on the problem and carried
     by its restricted problems).
+
+    A convex penalty's gap is the smaller of the residual's and of the dual point of a
+    Newton step on the support (:mod:`sr2learn._certificate`), when ``certificate`` (a
+    :class:`~sr2learn._certificate.NewtonCertificate`) says that one is due at ``tol``.
 
     ``diagnostic`` (a dict with ``sigma``, ``batch_size``, ``ref``, ``rng``,
     ``variance_estimate``) adds the diagnostics' Theorem 4 terms for one step drawn at W
@@ -223,6 +228,13 @@ def checkpoint(problem, penalty, W, *, diagnostic=None):
     if kappa is not None:
         gap = max(objective - _dual_objective(problem, E, kappa), 0.0)
         criterion = gap / objective if objective > 0 else 0.0
+        if certificate is not None and certificate.due(criterion, tol):
+            rtol = certificate.rtol(criterion, tol)
+            newton, solved = newton_dual_point(problem, penalty, W, G, E, rtol)
+            if newton is not None:
+                gap = min(gap, max(objective - _dual_objective(problem, *newton), 0.0))
+                criterion = gap / objective if objective > 0 else 0.0
+            certificate.tried(solved, criterion <= tol)
     else:
         scale = _null_scale(problem, penalty)
         criterion = measure / scale if scale > 0 else (0.0 if measure == 0 else math.inf)

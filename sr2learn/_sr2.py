@@ -11,10 +11,11 @@ diagnostics' Theorem 4 terms) and the compiled epoch of :mod:`sr2learn._engine`.
 """
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ._certificate import NewtonCertificate
 from ._checkpoint import checkpoint
 from ._engine import EpochPlan, EpochState, Reference, RuleParams, sr2_epoch
 
@@ -72,6 +73,7 @@ class _Settings:
     lazy: bool = True
     light: bool = False
     verbose: int = 0
+    certificate: NewtonCertificate | None = field(default_factory=NewtonCertificate)
 
 
 class _StepLog:
@@ -240,7 +242,8 @@ def _checkpoint(problem, penalty, W, sigma, b, ref, s, rng, full):
     if full:
         diagnostic = dict(sigma=sigma, batch_size=b, ref=ref, rng=rng,
                           variance_estimate=s.variance_estimate)  # fmt: skip
-    return checkpoint(problem, penalty, W, diagnostic=diagnostic)
+    return checkpoint(problem, penalty, W, diagnostic=diagnostic, tol=s.tol,
+                      certificate=s.certificate)  # fmt: skip
 
 
 def _record(diagnostics, ck, sigma, b, log, n_steps, n_epochs, verbose):

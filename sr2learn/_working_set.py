@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from ._certificate import NewtonCertificate
 from ._sr2 import SolverState, _checkpoint, _record, _Settings, _StepLog, solve
 from .diagnostics import ConvergenceDiagnostics
 
@@ -86,8 +87,9 @@ def solve_working_set(problem, penalty, state, rule, *, max_epochs, tol, varianc
     diag_rng = np.random.default_rng(rng.integers(2**32))
     converged = False
     last_criterion = None
+    # Each outer iteration costs an inner solve: its certificate is tried every time.
     settings = _Settings(0, tol, variance_reduction, variance_estimate=variance_estimate,
-                         verbose=verbose)  # fmt: skip
+                         verbose=verbose, certificate=NewtonCertificate(backoff=False))  # fmt: skip
     while True:
         ck = _checkpoint(problem, penalty, W, sigma, b, None, settings, diag_rng, True)
         _record(diagnostics, ck, sigma, b, log, steps, epochs, verbose)

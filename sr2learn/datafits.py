@@ -18,6 +18,8 @@ Each datafit exposes
 - ``conjugate(U, Y)``: the Fenchel conjugate l*(u_i) per sample, for the dual objective
   -(1/n) sum_i s_i l*(-theta_i) of the duality gap (with ``U = kappa * derivative``, the
   dual point that the estimators use, always inside the conjugate's domain);
+- ``hessian_product(D, Y, U)``: l''(z_i) u_i per sample, from ``D = derivative(Z, Y)``
+  (the Newton step of the gap certificate, :mod:`sr2learn._certificate`);
 - ``intercept_shift(Z, Y, sw)``: the shift delta of every prediction that minimises
   sum_i s_i l(z_i + delta, y_i), i.e. the exact minimisation over the (unpenalised)
   intercept for fixed coefficients.
@@ -51,6 +53,9 @@ class Datafit:
     """Base class: the compiled form's parameters and the intercept's exact minimisation."""
 
     Kernel = None
+    # Whether adding the same number to all K predictions of a sample leaves its loss
+    # unchanged (softmax): the Hessian is then singular along such shifts.
+    shift_invariant = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -74,6 +79,9 @@ class Quadratic(Datafit):
 
     def intercept_shift(self, Z, Y, sw):
         return -(sw @ (Z - Y)) / float(sw.sum())
+
+    def hessian_product(self, D, Y, U):
+        return U
 
     class Kernel(NamedTuple):
         curvature: float
@@ -152,6 +160,10 @@ class Logistic(Datafit):
     def derivative(self, Z, Y):
         return expit(Z) - Y
 
+    def hessian_product(self, D, Y, U):
+        P = D + Y  # sigmoid(z)
+        return P * (1.0 - P) * U
+
     def bregman(self, Z, dZ, Y, D):
         # Independent of y: softplus(z + d) - softplus(z) - sigmoid(z) d.
         d = dZ[:, 0]
@@ -170,6 +182,7 @@ class Multinomial(Datafit):
     """Softmax cross-entropy with one-hot targets ``Y``: l(z, y) = logsumexp(z) - z . y."""
 
     curvature = 0.5  # the largest eigenvalue of diag(p) - p p^T is at most 1/2
+    shift_invariant = True
 
     def conjugate(self, U, Y):
         Q = np.clip(U + Y, 0.0, 1.0)  # on the simplex for the dual points used
@@ -230,6 +243,11 @@ class Multinomial(Datafit):
 
     def derivative(self, Z, Y):
         return softmax(Z, axis=1) - Y
+
+    def hessian_product(self, D, Y, U):
+        # (diag(p) - p p^T) u per sample
+        PU = (D + Y) * U
+        return PU - (D + Y) * PU.sum(axis=1, keepdims=True)
 
     def bregman(self, Z, dZ, Y, D):
         # logsumexp(z + d) - logsumexp(z) - p.d = log E_p[exp(d)] - E_p[d], p = softmax(z).

@@ -17,7 +17,9 @@ Conventions (shared by every penalty):
   this array is dist(0, ∂(f + R)(w)) when ``grad`` is the gradient of f at ``w``;
 - ``dual_scale(grad)``, for the convex penalties only: the largest kappa <= 1 such that
   ``-kappa * grad`` lies in the subdifferential of R at 0 (the scaling that makes a dual
-  point feasible, for the duality gap); None for the nonconvex ones (no gap).
+  point feasible, for the duality gap); None for the nonconvex ones (no gap);
+- ``support_gradient(w)``, for the penalties with a ``dual_scale``: the gradient of R
+  where ``w`` is not zero (the Newton step of the gap certificate).
 
 Beside the array forms each class carries its compiled form, ``Kernel``: a NamedTuple of
 the penalty's parameters whose static methods are the same formulas per entry, compiled by
@@ -127,6 +129,11 @@ class L1(Penalty):
         nonzero = xp.abs(grad + self.alpha * xp.sign(w))
         at_zero = xp.clip(xp.abs(grad) - self.alpha, min=0.0)
         return xp.where(w != 0, nonzero, at_zero)
+
+    def support_gradient(self, w):
+        """The gradient of the penalty where w is not zero (alpha sign(w))."""
+        xp = array_namespace(w)
+        return self.alpha * xp.sign(w)
 
     def dual_scale(self, grad):
         xp = array_namespace(grad)

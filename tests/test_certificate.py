@@ -1,0 +1,211 @@
+"""The duality gap of a Newton step on the support (sr2learn._certificate): a valid bound
+(its dual value never exceeds the optimum), second order in the distance to the solution
+where the plain rescaled residual's gap is first order, and fits that stop on it still
+stop within tol of the optimum."""
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.exceptions import ConvergenceWarning
+
+from sr2learn import SR2Classifier, SR2Regressor, _certificate
+from sr2learn._certificate import NewtonCertificate, newton_dual_point
+from sr2learn._checkpoint import _dual_objective, checkpoint
+from sr2learn._problem import LinearProblem
+from sr2learn.datafits import Logistic, Multinomial, Quadratic
+from sr2learn.penalties import L1
+
+KINDS = ["squared", "logistic", "multinomial"]
+
+
+def make_problem(kind, sparse, fit_intercept, seed):
+    """A problem with uneven sample weights (normalised to mean 1) and its alpha."""
+    rng = np.random.default_rng(seed)
+    n, p = 120, 30
+    X = rng.standard_normal((n, p)) * rng.uniform(0.1, 10.0, p)
+    if sparse:
+        X[rng.random((n, p)) < 0.7] = 0.0
+        X = sp.csr_matrix(X)
+    w = np.zeros(p)
+    w[:5] = rng.standard_normal(5)
+    z = np.asarray(X @ (w / np.abs(X).max(axis=0).toarray().ravel() if sparse else w /
+                        np.abs(X).max(axis=0))).ravel()  # fmt: skip
+    if kind == "squared":
+        Y, fit, alpha = (z + 0.1 * rng.standard_normal(n))[:, None], Quadratic(), 0.02
+    elif kind == "logistic":
+        Y, fit, alpha = (z + 0.3 * rng.standard_normal(n) > 0).astype(float)[:, None], \
+            Logistic(), 0.01  # fmt: skip
+    else:
+        labels = np.digitize(z + 0.3 * rng.standard_normal(n), [-0.3, 0.3])
+        Y, fit, alpha = np.eye(3)[labels], Multinomial(), 0.01
+    sw = rng.uniform(0.2, 2.0, n)
+    problem = LinearProblem(X, Y, sw / sw.mean(), fit, fit_intercept)
+    return problem, L1(alpha)
+
+
+def solve_tightly(problem, penalty):
+    """The optimum to a relative gap below 1e-10, by accelerated proximal gradient steps
+    (FISTA; the checkpoint sets the intercept to its exact minimiser at each point) and
+    the plain gap alone."""
+    W = Y = np.zeros((problem.n_rows, problem.K))
+    t, step = 1.0, problem.inv_metric[:, None] / problem.lipschitz()
+    for k in range(1, 50_001):
+        ck = checkpoint(problem, penalty, Y)
+        V = ck.W - step * ck.G
+        V[: problem.p] = penalty.prox(V[: problem.p], step[: problem.p])
+        t_next = (1.0 + np.sqrt(1.0 + 4.0 * t * t)) / 2.0
+        W, Y, t = V, V + (t - 1.0) / t_next * (V - W), t_next
+        if k % 200 == 0 and checkpoint(problem, penalty, W).criterion < 1e-12:
+            break
+    best = checkpoint(problem, penalty, W)
+    assert best.criterion < 1e-10
+    return best
+
+
+def newton_gap(problem, penalty, ck):
+    dual, solved = newton_dual_point(problem, penalty, ck.W, ck.G, ck.D, rtol=1e-8)
+    assert solved
+    return ck.objective - _dual_objective(problem, *dual)
+
+
+CASES = [(kind, sparse, icpt) for kind in KINDS for sparse in (False, True)
+         for icpt in (True, False)]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind,sparse,fit_intercept", CASES)
+def test_newton_gap_is_a_valid_bound_and_second_order(kind, sparse, fit_intercept,
+                                                      monkeypatch):
+    # The Newton step solved to rtol 1e-8 (no budget of iterations in the way).
+    monkeypatch.setattr(_certificate, "_CG_MIN_ITER", 1000)
+    monkeypatch.setattr(_certificate, "_CG_MAX_ITER", 1000)
+    problem, penalty = make_problem(kind, sparse, fit_intercept, seed=len(kind))
+    best = solve_tightly(problem, penalty)
+    support = best.W[: problem.p] != 0
+    assert 2 <= support.sum() < support.size
+    # A perturbation on the support that keeps its signs (SR2's iterates near the end).
+    direction = np.random.default_rng(1).uniform(-1.0, 1.0, support.sum())
+    plain, newton = [], []
+    for eps in (1e-2, 1e-3):
+        W = best.W.copy()
+        W[: problem.p][support] *= 1.0 + eps * direction
+        ck = checkpoint(problem, penalty, W)
+        gap = newton_gap(problem, penalty, ck)
+        # Weak duality: no dual value above the optimum (to rounding).
+        assert gap >= ck.objective - best.objective - 1e-12 * best.objective
+        plain.append(ck.gap)
+        newton.append(gap)
+    # A tenth of the distance: the plain gap falls about tenfold (first order), the
+    # certificate's about a hundredfold (second order, like F(w) - F*).
+    assert plain[1] >= 0.05 * plain[0]
+    assert newton[1] <= 0.03 * newton[0]
+    assert newton[0] <= 0.1 * plain[0]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_newton_dual_value_is_a_lower_bound_away_from_the_solution(kind):
+    # Far from the optimum (random supports, wrong signs) the certificate may be loose but
+    # never above the optimum.
+    problem, penalty = make_problem(kind, False, True, seed=3)
+    best = solve_tightly(problem, penalty)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        W = np.zeros((problem.n_rows, problem.K))
+        W[rng.choice(problem.p, 6, replace=False)] = rng.standard_normal((6, problem.K))
+        ck = checkpoint(problem, penalty, W)
+        dual, _ = newton_dual_point(problem, penalty, ck.W, ck.G, ck.D)
+        assert _dual_objective(problem, *dual) <= best.objective * (1 + 1e-12)
+
+
+def test_no_support_and_too_large_a_support_give_no_certificate(monkeypatch):
+    problem, penalty = make_problem("logistic", False, True, seed=0)
+    ck = checkpoint(problem, penalty, np.zeros((problem.n_rows, 1)))
+    assert newton_dual_point(problem, penalty, ck.W, ck.G, ck.D) == (None, True)
+    W = np.zeros((problem.n_rows, 1))
+    W[:10] = 1.0
+    ck = checkpoint(problem, penalty, W)
+    assert newton_dual_point(problem, penalty, ck.W, ck.G, ck.D)[0] is not None
+    monkeypatch.setattr(_certificate, "_COPY_BYTES", 0)
+    monkeypatch.setattr(_certificate, "_COPY_FRACTION", 0.2)  # 10 of 30 columns: a third
+    assert newton_dual_point(problem, penalty, ck.W, ck.G, ck.D) == (None, True)
+    monkeypatch.setattr(_certificate, "_COPY_FRACTION", 1.0)
+    monkeypatch.setattr(_certificate, "_CG_MIN_ITER", 1)  # too few to solve: no more tries
+    monkeypatch.setattr(_certificate, "_CG_MAX_ITER", 1)
+    assert newton_dual_point(problem, penalty, ck.W, ck.G, ck.D) == (None, False)
+
+
+def test_tries_back_off_after_a_failure_and_stop_when_unsolved():
+    cert = NewtonCertificate(within=0.1)
+    assert not cert.due(0.5, 1e-4)  # the support has not settled
+    assert not cert.due(1e-5, 1e-4)  # tol met already
+    assert cert.due(1e-2, 1e-4)
+    cert.tried(solved=True, success=False)  # wait 1, then 2 checkpoints
+    assert [cert.due(1e-2, 1e-4) for _ in range(2)] == [False, True]
+    cert.tried(solved=True, success=False)
+    assert [cert.due(1e-2, 1e-4) for _ in range(3)] == [False, False, True]
+    cert.tried(solved=False, success=False)  # conjugate gradients failed: no more tries
+    assert not any(cert.due(1e-2, 1e-4) for _ in range(10))
+    eager = NewtonCertificate(backoff=False)
+    eager.tried(solved=True, success=False)
+    assert eager.due(1e-2, 1e-4)
+
+
+def text_like(n=600, p=2500, seed=0):
+    """Sparse nonnegative features of very uneven frequencies (a working-set fit)."""
+    rng = np.random.default_rng(seed)
+    freq = 0.3 / np.arange(1, p + 1) ** 0.7
+    X = sp.csr_matrix((rng.random((n, p)) < freq) * rng.uniform(0.5, 2.0, (n, p)))
+    w = np.zeros(p)
+    w[rng.choice(200, 15, replace=False)] = rng.standard_normal(15) * 3
+    y = (np.asarray(X @ w).ravel() + 0.5 * rng.standard_normal(n) > 0).astype(int)
+    return X, y
+
+
+def fit(est, X, y, use_certificate, monkeypatch):
+    with monkeypatch.context() as m:
+        if not use_certificate:
+            m.setattr(NewtonCertificate, "due", lambda self, criterion, tol: False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ConvergenceWarning)
+            return est.fit(X, y)
+
+
+def l1_objective(est, X, y):
+    Z = np.asarray(X @ est.coef_.T) + est.intercept_
+    if isinstance(est, SR2Regressor):
+        loss = 0.5 * np.mean((y - Z.ravel()) ** 2)
+    elif Z.shape[1] == 1:
+        loss = np.mean(np.logaddexp(0.0, -(2.0 * y - 1.0) * Z.ravel()))
+    else:
+        Z = Z - Z.max(axis=1, keepdims=True)
+        loss = np.mean(np.log(np.exp(Z).sum(axis=1)) - Z[np.arange(len(y)), y])
+    return loss + est.alpha * np.abs(est.coef_).sum()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["text working set", "multinomial", "regression"])
+def test_fits_stop_earlier_and_still_within_tol(case, monkeypatch):
+    if case == "text working set":
+        X, y = text_like()
+        make = lambda tol: SR2Classifier(alpha=2e-3, tol=tol, random_state=0)  # noqa: E731
+    elif case == "multinomial":
+        rng = np.random.default_rng(1)
+        X = rng.standard_normal((400, 40))
+        y = np.argmax(X[:, :3] + 0.5 * rng.standard_normal((400, 3)), axis=1)
+        make = lambda tol: SR2Classifier(alpha=5e-3, tol=tol, random_state=0)  # noqa: E731
+    else:
+        rng = np.random.default_rng(2)
+        X = rng.standard_normal((400, 60)) + 0.8 * rng.standard_normal((400, 1))
+        y = X[:, :5] @ np.arange(1.0, 6.0) + rng.standard_normal(400)
+        make = lambda tol: SR2Regressor(alpha=0.05, tol=tol, random_state=0)  # noqa: E731
+    best = l1_objective(fit(make(1e-11), X, y, False, monkeypatch), X, y)
+    for tol in (1e-3, 1e-5):
+        plain = fit(make(tol), X, y, False, monkeypatch)
+        certified = fit(make(tol), X, y, True, monkeypatch)
+        assert certified.n_iter_ <= plain.n_iter_
+        got = l1_objective(certified, X, y)
+        assert got <= best * (1 + tol)
+        # The reported gap bounds the excess (weak duality, at the returned point).
+        assert got - best <= certified.diagnostics_.last_checkpoint()["gap"] * (1 + 1e-6)
+    assert certified.n_iter_ < plain.n_iter_
