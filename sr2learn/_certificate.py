@@ -31,7 +31,7 @@ __all__ = ["NewtonCertificate", "newton_dual_point"]
 # The copy of the support's columns (float64) may take this fraction of X's bytes, or
 # this many bytes, whichever is larger; a larger support gets no certificate.
 _COPY_FRACTION = 0.1
-_COPY_BYTES = 2**24
+_COPY_BYTES = 2**20
 # Conjugate gradients (down to NewtonCertificate.rtol): at most this many iterations and
 # this many passes' worth of X (each iteration reads the copy twice), but at least
 # _CG_MIN_ITER (a small problem's passes cost less than the fixed costs of a try).

@@ -36,8 +36,8 @@ def objective(est, X, y):
 def test_working_set_reaches_the_plain_optimum_and_support(kind, sparse):
     X, y = sparse_problem(kind, sparse)
     Est, alpha = (SR2Regressor, 0.05) if kind == "squared" else (SR2Classifier, 0.01)
-    plain = Est(alpha=alpha, working_set=False, tol=1e-8, random_state=0).fit(X, y)
-    ws = Est(alpha=alpha, working_set=True, tol=1e-8, random_state=0).fit(X, y)
+    plain = Est(alpha=alpha, working_set=False, tol=1e-11, random_state=0).fit(X, y)
+    ws = Est(alpha=alpha, working_set=True, tol=1e-11, random_state=0).fit(X, y)
     f_plain, f_ws = objective(plain, X, y), objective(ws, X, y)
     assert abs(f_ws - f_plain) / f_plain < 1e-6
     np.testing.assert_array_equal(ws.coef_ != 0, plain.coef_ != 0)
