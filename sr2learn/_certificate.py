@@ -120,7 +120,16 @@ def newton_dual_point(problem, penalty, W, G, E, rtol=1e-3):
     if problem.fit_intercept:
         Z += problem.datafit.intercept_shift(Z, problem.Y, problem.sw)
     loss_pass(problem.datafit.kernel(), Z, problem.Y, problem.sw, Z)  # Z becomes E at w_N
+    if problem.fit_intercept and not _intercept_feasible(Z):
+        return None, True  # a step so long that the intercept has no exact minimiser
     return (Z, penalty.dual_scale(problem.gradient(Z)[:p])), True
+
+
+def _intercept_feasible(E):
+    """Whether sum_i s_i l'(z_i) = 0 for every output (to rounding): the dual constraint of
+    the unpenalised intercept, which its exact minimiser meets unless there is none (an
+    output whose predictions are all saturated)."""
+    return bool(np.all(np.abs(E.sum(axis=0)) <= 1e-9 * np.abs(E).sum(axis=0)))
 
 
 def _support_copy(problem, columns):

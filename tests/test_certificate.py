@@ -110,12 +110,42 @@ def test_newton_dual_value_is_a_lower_bound_away_from_the_solution(kind):
     problem, penalty = make_problem(kind, False, True, seed=3)
     best = solve_tightly(problem, penalty)
     rng = np.random.default_rng(0)
+    scale = np.sqrt(problem.metric)[:, None]  # coefficients of O(1) effect on z
+    found = 0
+    for _ in range(5):
+        W = np.zeros((problem.n_rows, problem.K))
+        cols = rng.choice(problem.p, 6, replace=False)
+        W[cols] = rng.standard_normal((6, problem.K)) / scale[cols]
+        ck = checkpoint(problem, penalty, W)
+        dual, _ = newton_dual_point(problem, penalty, ck.W, ck.G, ck.D)
+        if dual is None:  # the step saturated every prediction of an output: no point
+            continue
+        found += 1
+        assert _dual_objective(problem, *dual) <= best.objective * (1 + 1e-12)
+        # Dual feasible for the intercept: sum_i s_i l'(z_i) = 0 at w_N (its exact
+        # intercept), not only to the precision of the Newton step.
+        E = dual[0]
+        assert np.all(np.abs(E.sum(axis=0)) <= 1e-9 * np.abs(E).sum(axis=0))
+    assert found >= 3
+
+
+@pytest.mark.parametrize("kind", ["logistic", "multinomial"])
+def test_a_newton_step_that_saturates_an_output_gives_no_dual_point(kind):
+    # Coefficients far too large: the Newton step from them saturates the predictions, the
+    # intercept has no exact minimiser, and theta(w_N) would violate sum_i theta_i = 0.
+    problem, penalty = make_problem(kind, False, True, seed=3)
+    rng = np.random.default_rng(0)
+    outcomes = []
     for _ in range(5):
         W = np.zeros((problem.n_rows, problem.K))
         W[rng.choice(problem.p, 6, replace=False)] = rng.standard_normal((6, problem.K))
         ck = checkpoint(problem, penalty, W)
         dual, _ = newton_dual_point(problem, penalty, ck.W, ck.G, ck.D)
-        assert _dual_objective(problem, *dual) <= best.objective * (1 + 1e-12)
+        if dual is not None:
+            E = dual[0]
+            assert np.all(np.abs(E.sum(axis=0)) <= 1e-9 * np.abs(E).sum(axis=0))
+        outcomes.append(dual is None)
+    assert any(outcomes)
 
 
 def test_no_support_and_too_large_a_support_give_no_certificate(monkeypatch):
