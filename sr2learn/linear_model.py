@@ -17,7 +17,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._gram import compressed_least_squares, largest_eig_moments, use_compressed
+from ._gram import CompressedLeastSquares, use_compressed
 from ._polish import polish
 from ._problem import LinearProblem, column_metric
 from ._rule import SR2Rule
@@ -279,7 +279,7 @@ class _BaseSR2(BaseEstimator):
         penalty = check_penalty(self.penalty, self.alpha)
         problem = self._problem(X, Y, sample_weight, datafit, None if first else self._metric,
                                 partial)  # fmt: skip
-        b = self._batch_size(problem.X, partial)
+        b = self._batch_size(problem, partial)
         seed = check_random_state(self.random_state).randint(2**31 - 1)
         gen = np.random.default_rng(seed)
         state, sigma0 = self._start(problem, b, partial, first, gen, seed)
@@ -376,7 +376,7 @@ class _BaseSR2(BaseEstimator):
         penalty = check_penalty(self.penalty, alpha)
         seed = check_random_state(self.random_state).randint(2**31 - 1)
         gen = np.random.default_rng(seed)
-        b = self._batch_size(problem.X, False)
+        b = self._batch_size(problem, False)
         state = SolverState(W=self._state.W.copy(), sigma=self.sigma_, batch_size=b)
         rule = self._make_rule(problem, self.sigma_, b)
         state.sigma = min(rule.sigma_max, max(rule.sigma_min, state.sigma))
@@ -413,13 +413,15 @@ class _BaseSR2(BaseEstimator):
         return dataclasses.replace(last, objective=objective, gap=math.nan,
                                    criterion=math.nan, record=None)  # fmt: skip
 
-    def _batch_size(self, X, partial):
-        n = X.shape[0]
+    def _batch_size(self, problem, partial):
+        X, n = problem.X, problem.n
         if self.batch_size != "auto":
             return min(n, self.batch_size)
         nnz_per_row = X.nnz / max(1, n) if sp.issparse(X) else X.shape[1]
-        # A partial_fit chunk is not the data set: never one full-batch step per chunk.
-        return auto_batch_size(n, nnz_per_row, full_batch=not partial)
+        # A partial_fit chunk is not the data set: never one full-batch step per chunk;
+        # nor are compressed rows (see auto_batch_size).
+        full_batch = not (partial or isinstance(problem, CompressedLeastSquares))
+        return auto_batch_size(n, nnz_per_row, full_batch=full_batch)
 
     def _stream_average(self, problem, penalty, W, first):
         """partial_fit's model: the running average with this block's iterate ``W`` (see
@@ -698,21 +700,15 @@ class SR2Regressor(RegressorMixin, _BaseSR2):
         return coef[0], float(intercept[0])
 
     def _compressed_problem(self, X, Y, sample_weight, datafit, metric):
-        """On dense X with at least 4 (p + 2) rows, the squared loss on p + 2 rows with the
-        moments of the data (``sr2learn._gram``): the same objective, gradient, duality gap
-        and L for every coefficient, at a fraction of the cost of a pass; L comes from the
-        same Gram matrix. None otherwise."""
-        if not use_compressed(X, X.shape[1] + 2):
+        """On dense X with at least 4 max(p + 2, 256) rows, the squared loss on
+        max(p + 2, 256) rows with the moments of the data (``sr2learn._gram``): the same
+        objective, gradient, duality gap and L for every coefficient, at a fraction of the
+        cost of a pass over X; L comes from the same Gram matrix. None otherwise."""
+        if not use_compressed(X):
             return None
         if metric is None:
             metric = column_metric(X, sample_weight)
-        Xc, yc, moments = compressed_least_squares(X, Y[:, 0], sample_weight,
-                                                   self.fit_intercept)  # fmt: skip
-        problem = LinearProblem(Xc, yc[:, None], np.ones(yc.size), datafit, self.fit_intercept,
-                                metric)  # fmt: skip
-        problem._lipschitz = datafit.curvature * largest_eig_moments(moments,
-                                                                     problem.inv_metric)
-        return problem
+        return CompressedLeastSquares(X, Y, sample_weight, datafit, self.fit_intercept, metric)
 
     @_fit_context(prefer_skip_nested_validation=True)
     @_unfitted_on_failure
