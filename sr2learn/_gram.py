@@ -41,8 +41,9 @@ MIN_ROWS = 256
 # floats) and the Gram ((p + 1)^2) stay a fraction of X, and a pass over them saves most
 # of a pass over X.
 MAX_ROW_FRACTION = 0.25
-# The centred Gram is summed over slices of this many bytes of rows (float64 copies).
-_SLICE_BYTES = 2**23
+# The centred Gram is summed over slices of this many bytes of rows (float64 copies:
+# bounded well below X, as tests/test_memory.py asks).
+_SLICE_BYTES = 2**21
 # Centring X^T X after the product is used while n mean_j^2 is at most this times the
 # centred sum of squares of column j (at most 4 of float64's 16 digits lost).
 _CANCELLATION = 1e4
@@ -57,6 +58,21 @@ def use_compressed(X):
     """Whether least squares on X should run on its compressed rows: dense X with at least
     ``1 / MAX_ROW_FRACTION`` times as many rows as the compression has."""
     return not sp.issparse(X) and compressed_rows(X.shape[1]) <= MAX_ROW_FRACTION * X.shape[0]
+
+
+def _row_slices(n, p):
+    step = max(1, _SLICE_BYTES // (8 * (p + 1)))
+    return (slice(a, min(a + step, n)) for a in range(0, n, step))
+
+
+def _weighted_mean(X, y, sw):
+    """sum_i s_i [x_i, y_i] / n, over slices of rows (float32 X is not copied whole)."""
+    n, p = X.shape
+    total = np.zeros(p + 1)
+    for rows in _row_slices(n, p):
+        total[:p] += sw[rows] @ X[rows]
+    total[p] = sw @ y
+    return total / n
 
 
 def _centred_gram(X, y, sw, mean):
@@ -80,16 +96,13 @@ def _centred_gram(X, y, sw, mean):
         if np.all(n * np.square(mean) <= _CANCELLATION * np.maximum(spread, 0.0)):
             return gram
     gram = np.zeros((p + 1, p + 1))
-    step = max(1, _SLICE_BYTES // (8 * (p + 1)))
     root = np.sqrt(sw)
-    block = np.empty((min(step, n), p + 1))
-    for a in range(0, n, step):
-        stop = min(a + step, n)
-        B = block[: stop - a]
-        B[:, :p] = X[a:stop]
-        B[:, p] = y[a:stop]
+    for rows in _row_slices(n, p):
+        B = np.empty((rows.stop - rows.start, p + 1))
+        B[:, :p] = X[rows]
+        B[:, p] = y[rows]
         B -= mean
-        B *= root[a:stop, None]
+        B *= root[rows, None]
         gram += B.T @ B  # a symmetric rank-k update (BLAS syrk)
     return gram
 
@@ -130,10 +143,7 @@ def compressed_least_squares(X, y, sample_weight, fit_intercept):
     n, p = X.shape
     sw = np.asarray(sample_weight, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).ravel()
-    mean = np.zeros(p + 1)
-    if fit_intercept:
-        mean[:p] = sw @ X / n
-        mean[p] = sw @ y / n
+    mean = _weighted_mean(X, y, sw) if fit_intercept else np.zeros(p + 1)
     centred = _centred_gram(X, y, sw, mean)
     R = _factor(centred)
     if R.shape[0] == 0 and not fit_intercept:
