@@ -4,17 +4,19 @@ Why. On dense X with many more samples than features, the squared loss depends o
 only through the moments of [X, 1, y]: f(w, b) = 1/(2n) sum_i s_i (y_i - x_i.w - b)^2 is
 a quadratic whose coefficients are those moments. The exact Lipschitz bound L already
 needs the Gram matrix X^T S X (about n p^2 flops, as much as scikit-learn's whole
-coordinate-descent fit on a correlated 10,000 x 500 design); once it is formed, m = p + 2
-rows with the same moments give the same f for every (w, b), and SR2 runs on them at
-m / n of the cost per pass.
+coordinate-descent fit on a correlated 10,000 x 500 design); once it is formed,
+m = max(p + 2, MIN_ROWS) rows with the same moments give the same f for every (w, b),
+and SR2 runs on them at m / n of the cost per pass.
 
 What. :func:`compressed_least_squares` returns the rows z_k = mu + sqrt(m / n) q_k,
-unit-weighted, of m = rank + 1 rows (rank + 0 without intercept), where mu is the weighted
-mean of the rows of [X, y] (zero without intercept) and the q_k (summing to zero) have
-q^T q = sum_i s_i (z_i - mu)(z_i - mu)^T (a Cholesky factor of that centred Gram,
-mixed by random signs and an orthonormal cosine transform so that the rows weigh about
-the same: a minibatch of them then estimates the gradient as one of the original rows
-would). Then sum_k z_k z_k^T / m = sum_i s_i z_i z_i^T / n and sum_k z_k / m = mu, so that
+unit-weighted, where mu is the weighted mean of the rows of [X, y] (zero without
+intercept) and the q_k (summing to zero with an intercept) have
+q^T q = sum_i s_i (z_i - mu)(z_i - mu)^T: a Cholesky factor of that centred Gram (its
+rank rows; pivoted where the Gram is singular), padded with zero rows to m, mixed by
+random signs and an orthonormal cosine transform so that the rows weigh about the same (a
+minibatch of them then estimates the gradient as well as one of the original rows would:
+unmixed, the 10,000 x 500 design took 9 to 19 epochs against 7 to 13).
+Then sum_k z_k z_k^T / m = sum_i s_i z_i z_i^T / n and sum_k z_k / m = mu, so that
 f, its gradient, the exact intercept, the duality gap and L on the compressed rows are
 those of the data (up to rounding): the fit, its stopping criterion and its diagnostics
 are about the user's objective.
@@ -146,8 +148,6 @@ def compressed_least_squares(X, y, sample_weight, fit_intercept):
     mean = _weighted_mean(X, y, sw) if fit_intercept else np.zeros(p + 1)
     centred = _centred_gram(X, y, sw, mean)
     R = _factor(centred)
-    if R.shape[0] == 0 and not fit_intercept:
-        R = np.zeros((1, p + 1))  # all zero: one zero row has those moments
     # Random signs, then an orthonormal cosine basis: with an intercept its columns 1..r
     # (orthogonal to the constant: the q_k sum to zero), else all r of them.
     R *= np.random.default_rng(0).choice([-1.0, 1.0], size=R.shape[0])[:, None]
