@@ -1,0 +1,123 @@
+"""Least squares on tall dense data, compressed through the Gram matrix (sr2learn._gram)."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.linear_model import Lasso
+
+from sr2learn import SR2Regressor, _gram
+from sr2learn._checkpoint import checkpoint
+from sr2learn._gram import CompressedLeastSquares, compressed_least_squares, use_compressed
+from sr2learn._problem import LinearProblem, column_metric
+from sr2learn.datafits import Quadratic
+from sr2learn.penalties import L1
+
+
+def _tall(n=1500, p=30, seed=0, offset=3.0):
+    """Correlated columns with a nonzero mean, two of them equal (a singular Gram)."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, p))
+    X[:, 1:] = 0.6 * X[:, :-1] + 0.8 * X[:, 1:]
+    X += offset
+    X[:, 5] = X[:, 4]
+    w = np.zeros(p)
+    w[:6] = rng.standard_normal(6) * 2
+    y = X @ w + rng.standard_normal(n) + 7.0
+    sw = rng.uniform(0.0, 2.0, n)
+    return X, y, sw * (n / sw.sum())
+
+
+def _objective(X, y, sw, w, b):
+    return 0.5 * np.mean(sw * (y - X @ w - b) ** 2)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("weighted", [True, False])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_compressed_rows_have_the_loss_of_the_data(fit_intercept, weighted, dtype):
+    X, y, sw = _tall()
+    X = X.astype(dtype)
+    if not weighted:
+        sw = np.ones_like(sw)
+    Xc, yc, moments = compressed_least_squares(X, y, sw, fit_intercept)
+    assert Xc.shape == (_gram.compressed_rows(X.shape[1]), X.shape[1])
+    X64 = X.astype(np.float64)
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        w = rng.standard_normal(X.shape[1])
+        b = rng.standard_normal() if fit_intercept else 0.0
+        full = _objective(X64, y, sw, w, b)
+        assert _objective(Xc, yc, 1.0, w, b) == pytest.approx(full, rel=1e-11)
+    # The Gram of L: sum_i s_i x~_i x~_i^T / n, x~_i = [x_i, 1] (or [x_i, 0]).
+    tilde = np.c_[X64, np.full(X.shape[0], float(fit_intercept))]
+    np.testing.assert_allclose(moments, (tilde.T * sw) @ tilde / X.shape[0], rtol=1e-12,
+                               atol=1e-12)  # fmt: skip
+
+
+def test_checkpoint_on_compressed_rows_is_the_data_checkpoint():
+    """Objective, gradient, exact intercept, duality gap and L: those of the data."""
+    X, y, sw = _tall()
+    datafit, penalty = Quadratic(), L1(0.05)
+    metric = column_metric(X, sw)
+    full = LinearProblem(X, y[:, None], sw, datafit, True, metric)
+    small = CompressedLeastSquares(X, y[:, None], sw, datafit, True, metric)
+    assert small.n < X.shape[0] / 4
+    assert small.lipschitz() == pytest.approx(full.lipschitz(), rel=1e-9)
+    W = np.zeros((X.shape[1] + 1, 1))
+    W[:8, 0] = np.random.default_rng(2).standard_normal(8)
+    a, b = checkpoint(full, penalty, W), checkpoint(small, penalty, W)
+    assert b.objective == pytest.approx(a.objective, rel=1e-12)
+    assert b.gap == pytest.approx(a.gap, rel=1e-9)
+    np.testing.assert_allclose(b.W, a.W, rtol=1e-12)  # the same exact intercept
+    np.testing.assert_allclose(b.G, a.G, rtol=1e-9, atol=1e-12)
+
+
+def test_rank_deficient_and_constant_data():
+    """A singular Gram (y in the span of X, constant columns) compresses exactly."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((1200, 6))
+    X[:, 2] = 1.0
+    y = X @ np.arange(6.0)
+    for fit_intercept in (True, False):
+        Xc, yc, _ = compressed_least_squares(X, y, np.ones(1200), fit_intercept)
+        w = rng.standard_normal(6)
+        assert _objective(Xc, yc, 1.0, w, 0.0) == pytest.approx(
+            _objective(X, y, 1.0, w, 0.0), rel=1e-10)  # fmt: skip
+    Xc, yc, _ = compressed_least_squares(np.zeros((1200, 3)), np.zeros(1200), np.ones(1200),
+                                         False)  # fmt: skip
+    assert np.all(Xc == 0) and np.all(yc == 0)
+
+
+def test_when_the_fit_compresses(count_calls):
+    X, y, _ = _tall()
+    assert use_compressed(X)
+    assert not use_compressed(X[:1000])  # fewer than 4 x 256 rows
+    assert not use_compressed(sp.csr_matrix(X))
+    calls = count_calls(_gram, "compressed_least_squares")
+    SR2Regressor(alpha=0.05, random_state=0).fit(X, y)
+    assert len(calls) == 1
+    SR2Regressor(alpha=0.05, random_state=0).partial_fit(X, y)
+    SR2Regressor(alpha=0.05, random_state=0).fit(sp.csr_matrix(X), y)
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_compressed_fit_solves_the_lasso_and_reports_its_objective(fit_intercept):
+    """The fit reaches Lasso's optimum, and its diagnostics are about the user's
+    objective (evaluated here on X itself)."""
+    X, y, _ = _tall(n=4000, p=60, offset=0.0)
+    alpha = 0.05
+    est = SR2Regressor(alpha=alpha, tol=1e-10, fit_intercept=fit_intercept,
+                       random_state=0).fit(X, y)  # fmt: skip
+    ref = Lasso(alpha=alpha, tol=1e-14, max_iter=100_000,
+                fit_intercept=fit_intercept).fit(X, y)  # fmt: skip
+
+    def objective(coef, intercept):
+        return _objective(X, y, 1.0, coef, intercept) + alpha * np.abs(coef).sum()
+
+    best = objective(ref.coef_, ref.intercept_)
+    mine = objective(est.coef_, est.intercept_)
+    assert est.diagnostics_.converged
+    assert mine <= best * (1 + 1e-8)
+    assert est.diagnostics_.last_checkpoint()["objective"] == pytest.approx(mine, rel=1e-10)
+    assert est.coef_.dtype == X.dtype
