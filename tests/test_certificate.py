@@ -153,7 +153,7 @@ def test_no_support_and_too_large_a_support_give_no_certificate(monkeypatch):
     ck = checkpoint(problem, penalty, np.zeros((problem.n_rows, 1)))
     assert newton_dual_point(problem, penalty, ck.W, ck.G, ck.D) == (None, True)
     W = np.zeros((problem.n_rows, 1))
-    W[:10] = 1.0
+    W[:10] = 0.01
     ck = checkpoint(problem, penalty, W)
     assert newton_dual_point(problem, penalty, ck.W, ck.G, ck.D)[0] is not None
     monkeypatch.setattr(_certificate, "_COPY_BYTES", 0)
