@@ -22,9 +22,10 @@ import math
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg import cho_factor, cho_solve
 
-from ._engine import loss_pass
-from ._problem import _column_counts, data_nbytes
+from ._engine import loss_pass, support_gram_into
+from ._problem import LinearProblem, _column_counts, data_nbytes
 
 __all__ = ["NewtonCertificate", "newton_dual_point"]
 
@@ -32,6 +33,10 @@ __all__ = ["NewtonCertificate", "newton_dual_point"]
 # this many bytes, whichever is larger; a larger support gets no certificate.
 _COPY_FRACTION = 0.1
 _COPY_BYTES = 2**20
+# One output's Newton step comes from its explicit Hessian while that costs at most this
+# many passes' worth of X (see _gram_affordable); otherwise from conjugate gradients on a
+# copy of the support's columns.
+_GRAM_PASSES = 10.0
 # Conjugate gradients (down to NewtonCertificate.rtol): at most this many iterations and
 # this many passes' worth of X (each iteration reads the copy twice), but at least
 # _CG_MIN_ITER (a small problem's passes cost less than the fixed costs of a try).
@@ -85,8 +90,11 @@ def newton_dual_point(problem, penalty, W, G, E, rtol=1e-3):
     """The dual point theta(w_N), w_N a Newton step from W on W's support.
 
     Returns (dual, solved): ``dual`` is (s_i l'(z_i) at w_N, its dual scale kappa), or
-    None when there is no support, when it is too large to copy, or when conjugate
-    gradients did not solve the Newton step (``solved`` False) to a tenth of its residual.
+    None when there is no support, when it is too large (several outputs: to copy), or
+    when conjugate gradients did not solve the Newton step (``solved`` False) to a tenth of
+    its residual. One output's step comes from its explicit Hessian when that is cheap
+    (:func:`_gram_affordable`: the support's entries per row are few), else, as several
+    outputs', from conjugate gradients on a copy of the support's columns.
     ``G`` and ``E`` are the checkpoint's gradient and per-sample derivatives s_i l'(z_i)
     at W (whose intercept is exact). ``rtol``: the conjugate gradients' relative residual
     (the certificate's gap keeps about that fraction of the plain one)."""
@@ -94,9 +102,6 @@ def newton_dual_point(problem, penalty, W, G, E, rtol=1e-3):
     entries = W[:p] != 0
     columns = np.flatnonzero(entries.any(axis=1))
     if columns.size == 0:
-        return None, True
-    XS, XS_share = _support_copy(problem, columns)
-    if XS is None:
         return None, True
     mask = np.vstack([entries[columns], np.ones((int(problem.fit_intercept), problem.K), bool)])
     rows = np.r_[columns, np.arange(p, problem.n_rows)]
@@ -110,13 +115,22 @@ def newton_dual_point(problem, penalty, W, G, E, rtol=1e-3):
         # once the right-hand side's component along it is removed.
         full = mask.all(axis=1)
         rhs[full] -= rhs[full].mean(axis=1, keepdims=True)
-    support = _SupportOperator(problem, XS, deriv, mask)
-    max_iter = min(_CG_MAX_ITER, max(_CG_MIN_ITER, int(_CG_PASSES / (2.0 * XS_share))))
-    step, residual = _conjugate_gradients(support.hessian_product, rhs,
-                                          support.hessian_diagonal(), max_iter, rtol)  # fmt: skip
-    if not residual <= 0.1:
-        return None, False
-    Z = support.predict(W[rows] + step)
+    if problem.K == 1 and _gram_affordable(problem, columns):
+        W_newton = np.array(W, dtype=np.float64)
+        W_newton[rows] += _gram_newton_step(problem, columns, deriv, rhs)
+        Z = problem.predict(W_newton)
+    else:
+        XS, XS_share = _support_copy(problem, columns)
+        if XS is None:
+            return None, True
+        support = _SupportOperator(problem, XS, deriv, mask)
+        max_iter = min(_CG_MAX_ITER, max(_CG_MIN_ITER, int(_CG_PASSES / (2.0 * XS_share))))
+        step, residual = _conjugate_gradients(support.hessian_product, rhs,
+                                              support.hessian_diagonal(), max_iter,
+                                              rtol)  # fmt: skip
+        if not residual <= 0.1:
+            return None, False
+        Z = support.predict(W[rows] + step)
     if problem.fit_intercept:
         Z += problem.datafit.intercept_shift(Z, problem.Y, problem.sw)
     loss_pass(problem.datafit.kernel(), Z, problem.Y, problem.sw, Z)  # Z becomes E at w_N
@@ -132,11 +146,48 @@ def _intercept_feasible(E):
     return bool(np.all(np.abs(E.sum(axis=0)) <= 1e-9 * np.abs(E).sum(axis=0)))
 
 
+def _of_x(problem, columns):
+    return columns if problem.columns is None else problem.columns[columns]
+
+
+def _gram_affordable(problem, columns):
+    """Whether the support's explicit Hessian (one output) costs at most _GRAM_PASSES
+    passes over X: sum_i nnz_i^2 flops for the support's entries nnz_i of row i (estimated
+    from their mean), a pass to gather them, and (q + 1)^3 / 3 for Cholesky."""
+    X, q = problem.X, columns.size
+    if sp.issparse(X):
+        if problem._column_counts is None:
+            problem._column_counts = _column_counts(X)
+        entries, support = X.nnz, int(problem._column_counts[_of_x(problem, columns)].sum())
+    else:
+        entries, support = X.size, problem.n * q
+    flops = (support + problem.n) ** 2 / max(1, problem.n) + (q + 1) ** 3 / 3
+    return flops <= _GRAM_PASSES * entries
+
+
+def _gram_newton_step(problem, columns, deriv, rhs):
+    """The Newton step of one output on the support ``columns`` (and the intercept), from
+    the explicit Hessian X~_S^T diag(s_i l''(z_i)) X~_S / n (compiled, X read in place),
+    solved by Cholesky (with a ridge of 1e-12 of its diagonal, for a singular one)."""
+    of_x = _of_x(problem, columns)
+    curvature = problem.datafit.hessian_product(deriv, problem.Y, np.ones_like(deriv))[:, 0]
+    weighted = LinearProblem(problem.X, problem.Y, problem.sw * curvature, problem.datafit,
+                             problem.fit_intercept, (np.ones(of_x.size), 1.0), of_x)  # fmt: skip
+    H = np.zeros((weighted.n_rows, weighted.n_rows))
+    support_gram_into(weighted.data, H)
+    H /= problem.n
+    H[np.diag_indices_from(H)] += 1e-12 * max(float(np.max(np.diag(H))), 1e-300)
+    try:
+        return cho_solve(cho_factor(H), rhs)
+    except np.linalg.LinAlgError:
+        return np.linalg.lstsq(H, rhs, rcond=None)[0]
+
+
 def _support_copy(problem, columns):
     """The columns ``columns`` of X as float64 (CSR or dense), or None when too large,
     and their share of X's entries."""
     X = problem.X
-    of_x = columns if problem.columns is None else problem.columns[columns]
+    of_x = _of_x(problem, columns)
     if sp.issparse(X):
         if problem._column_counts is None:
             problem._column_counts = _column_counts(X)

@@ -812,6 +812,37 @@ def gram_matvec_into(data, v, out):
 
 
 @njit(**JIT)
+def support_gram_into(data, H):
+    """H += X~^T S X~ on the problem's columns (a working set: the support), one output:
+    each row's entries in the set are gathered, then their outer product added (a pass
+    over X and sum_i nnz_i^2 flops, no copy of the columns)."""
+    p = data.p
+    idx = np.empty(p, dtype=np.int64)
+    val = np.empty(p)
+    for i in range(data.n):
+        s = data.sw[i]
+        start, stop = _row_span(data, i)
+        m = 0
+        for kk in range(start, stop):
+            col = kk - start if data.dense else data.indices[kk]
+            j = _coordinate(data.coords, col)
+            if _outside(data.coords, j):
+                continue
+            idx[m] = j
+            val[m] = data.data[kk]
+            m += 1
+        for a in range(m):
+            sa = s * val[a]
+            for b in range(m):
+                H[idx[a], idx[b]] += sa * val[b]
+            if data.intercept:
+                H[idx[a], p] += sa
+                H[p, idx[a]] += sa
+        if data.intercept:
+            H[p, p] += s
+
+
+@njit(**JIT)
 def loss_pass(fit, Z, Y, sw, out):
     """out[i] = s_i l'(z_i, y_i) for every sample (``out`` may be Z itself: each row of Z
     is read before its row of ``out`` is written); returns sum_i s_i l(z_i, y_i)."""

@@ -148,14 +148,18 @@ def test_a_newton_step_that_saturates_an_output_gives_no_dual_point(kind):
     assert any(outcomes)
 
 
-def test_no_support_and_too_large_a_support_give_no_certificate(monkeypatch):
-    problem, penalty = make_problem("logistic", False, True, seed=0)
-    ck = checkpoint(problem, penalty, np.zeros((problem.n_rows, 1)))
+@pytest.mark.parametrize("kind", ["logistic", "multinomial"])
+def test_no_support_and_too_large_a_support_give_no_certificate(kind, monkeypatch):
+    problem, penalty = make_problem(kind, False, True, seed=0)
+    ck = checkpoint(problem, penalty, np.zeros((problem.n_rows, problem.K)))
     assert newton_dual_point(problem, penalty, ck.W, ck.G, ck.D) == (None, True)
-    W = np.zeros((problem.n_rows, 1))
+    W = np.zeros((problem.n_rows, problem.K))
     W[:10] = 0.01
     ck = checkpoint(problem, penalty, W)
     assert newton_dual_point(problem, penalty, ck.W, ck.G, ck.D)[0] is not None
+    # Without the explicit Hessian (several outputs; one output's when too costly):
+    # conjugate gradients on a copy of the support's columns, if small enough.
+    monkeypatch.setattr(_certificate, "_GRAM_PASSES", 0.0)
     monkeypatch.setattr(_certificate, "_COPY_BYTES", 0)
     monkeypatch.setattr(_certificate, "_COPY_FRACTION", 0.2)  # 10 of 30 columns: a third
     assert newton_dual_point(problem, penalty, ck.W, ck.G, ck.D) == (None, True)
@@ -163,6 +167,24 @@ def test_no_support_and_too_large_a_support_give_no_certificate(monkeypatch):
     monkeypatch.setattr(_certificate, "_CG_MIN_ITER", 1)  # too few to solve: no more tries
     monkeypatch.setattr(_certificate, "_CG_MAX_ITER", 1)
     assert newton_dual_point(problem, penalty, ck.W, ck.G, ck.D) == (None, False)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("kind", ["squared", "logistic"])
+def test_explicit_hessian_and_conjugate_gradients_give_the_same_step(kind, sparse,
+                                                                     monkeypatch):
+    problem, penalty = make_problem(kind, sparse, True, seed=4)
+    W = np.zeros((problem.n_rows, 1))
+    W[[1, 4, 7, 20]] = 0.05
+    ck = checkpoint(problem, penalty, W)
+    explicit, _ = newton_dual_point(problem, penalty, ck.W, ck.G, ck.D)
+    monkeypatch.setattr(_certificate, "_GRAM_PASSES", 0.0)  # never the explicit Hessian
+    monkeypatch.setattr(_certificate, "_CG_MIN_ITER", 1000)
+    monkeypatch.setattr(_certificate, "_CG_MAX_ITER", 1000)
+    iterative, _ = newton_dual_point(problem, penalty, ck.W, ck.G, ck.D, rtol=1e-12)
+    scale = np.abs(iterative[0]).max()
+    np.testing.assert_allclose(explicit[0], iterative[0], rtol=1e-7, atol=1e-9 * scale)
+    assert explicit[1] == pytest.approx(iterative[1], rel=1e-9)
 
 
 def test_tries_back_off_after_a_failure_and_stop_when_unsolved():
