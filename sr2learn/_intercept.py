@@ -5,7 +5,8 @@ Each checkpoint of a fit solves it (the criterion is measured at the best interc
 the returned coefficients), so its cost is paid once per epoch: the value, gradient and
 Hessian of phi come from one compiled pass over the predictions, through the datafit's
 own compiled loss (``loss_derivative`` of its ``Kernel``), and Newton's method needs
-only a few passes.
+only a few passes. The whole method is compiled: on small data (a CV fold of 1,200 rows,
+3 classes) the Python around two passes cost twice the passes themselves.
 """
 
 import numba
@@ -14,9 +15,11 @@ import numpy as np
 from ._compiled import JIT, loss_derivative
 
 _NEWTON_STEPS = 60
+_BACKTRACKS = 20
 # Intercept shifts beyond this (a class absent from the data drives its intercept to
 # -inf) are not pursued: exp(-50) is already below any probability that matters.
 _INTERCEPT_LIMIT = 50.0
+_EPS = float(np.finfo(np.float64).eps)
 
 
 @numba.njit(**JIT)
@@ -49,64 +52,100 @@ def _phi_terms(fit, Z, Y, sw, delta, grad, hess):
     return value
 
 
-def newton_intercept(fit, Z, Y, sw):
-    """Newton's method with a backtracking line search on phi (the compiled kernel
-    ``fit``); the multinomial Hessian is singular along (1, ..., 1), hence the
-    least-squares solve."""
-    Z = np.ascontiguousarray(Z, dtype=np.float64)
-    Y = np.ascontiguousarray(Y, dtype=np.float64)
-    sw = np.ascontiguousarray(sw, dtype=np.float64)
-    K = Z.shape[1]
-    delta, grad, hess = np.zeros(K), np.empty(K), np.empty((K, K))
-    total = float(sw.sum())
-    n_terms = int(np.count_nonzero(sw))
-    value = _phi_terms(fit, Z, Y, sw, delta, grad, hess)
-    for _ in range(_NEWTON_STEPS):
-        if not np.max(np.abs(grad)) > 1e-13 * total:
-            break
-        if not np.all(np.isfinite(grad)) or np.max(np.abs(delta)) > _INTERCEPT_LIMIT:
-            break  # no finite minimiser (a class absent from the data): stop moving
-        step = -np.linalg.lstsq(hess, grad, rcond=None)[0]
-        if not np.max(np.abs(step)) > 1e-15 * (1.0 + np.max(np.abs(delta))):
-            break  # at rounding level
-        slope = float(grad @ step)
-        if -slope <= _rounding_noise(value, n_terms):
-            # Newton's predicted decrease (half the decrement, -slope / 2) is below phi's
-            # rounding: no line search can see it, and the model is exact at this scale.
-            delta = delta + step
-            break
-        t = 1.0
-        trial_grad, trial_hess = np.empty(K), np.empty((K, K))
-        for _ in range(20):
-            trial = _phi_terms(fit, Z, Y, sw, delta + t * step, trial_grad, trial_hess)
-            if trial <= value + 1e-4 * t * slope or _rounding_level_progress(
-                value, trial, grad, trial_grad, n_terms
-            ):
-                break
-            t *= 0.5
-        else:
-            break  # no decrease left to find
-        if not np.max(np.abs(trial_grad)) < np.max(np.abs(grad)):
-            # A step accepted on the value's rounding noise that did not shrink the
-            # gradient: nothing is left to gain, and repeating it cost 20 passes a step.
-            if trial <= value:
-                delta, value, grad, hess = delta + t * step, trial, trial_grad, trial_hess
-            break
-        delta, value, grad, hess = delta + t * step, trial, trial_grad, trial_hess
-    return delta
+@numba.njit(**JIT)
+def _largest_abs(v):
+    out = 0.0
+    for x in v:
+        out = max(out, abs(x))
+    return out
 
 
-def _rounding_level_progress(value, trial, grad, trial_grad, n_terms):
-    """Near the minimiser phi's decrease falls below its rounding error, and Armijo's
-    test fails on noise while Newton's step still halves the gradient: accept such a step
-    when phi did not rise beyond rounding."""
-    halved = np.max(np.abs(trial_grad)) <= 0.5 * np.max(np.abs(grad))
-    return trial <= value + _rounding_noise(value, n_terms) and halved
-
-
+@numba.njit(**JIT)
 def _rounding_noise(value, n_terms):
     """The rounding level of phi's value, a sum of ``n_terms`` non-negative losses: |phi|
     is the sum of its terms' sizes, so a multiple of ``n_terms`` eps |phi| bounds the error
     of their sum (a fixed 64 eps |phi| was below the noise on 20,000 rows: steps were
     refused, and Newton ran its 60 steps of 20 halvings each at rounding level)."""
-    return 4 * max(n_terms, 16) * np.finfo(np.float64).eps * abs(value)
+    return 4 * max(n_terms, 16) * _EPS * abs(value)
+
+
+@numba.njit(**JIT)
+def _newton_direction(hess, grad):
+    """-H^+ g, the least-squares solution: the multinomial Hessian is singular along
+    (1, ..., 1) (and nearly so along a class absent from the data)."""
+    K = grad.shape[0]
+    return -np.linalg.lstsq(hess, grad, rcond=K * _EPS)[0]
+
+
+@numba.njit(**JIT)
+def _newton(fit, Z, Y, sw):
+    """Newton's method with a backtracking line search on phi; returns (delta, the number
+    of passes over the rows)."""
+    K = Z.shape[1]
+    delta, grad, hess = np.zeros(K), np.empty(K), np.empty((K, K))
+    trial_grad, trial_hess = np.empty(K), np.empty((K, K))
+    total = 0.0
+    n_terms = 0
+    for s in sw:
+        total += s
+        n_terms += s != 0.0
+    value = _phi_terms(fit, Z, Y, sw, delta, grad, hess)
+    passes = 1
+    for _ in range(_NEWTON_STEPS):
+        size = _largest_abs(grad)
+        if not size > 1e-13 * total:
+            break
+        if not (np.all(np.isfinite(grad)) and np.all(np.isfinite(hess))):
+            break
+        if _largest_abs(delta) > _INTERCEPT_LIMIT:
+            break  # no finite minimiser (a class absent from the data): stop moving
+        step = _newton_direction(hess, grad)
+        if not _largest_abs(step) > 1e-15 * (1.0 + _largest_abs(delta)):
+            break  # at rounding level
+        slope = np.dot(grad, step)
+        if -slope <= _rounding_noise(value, n_terms):
+            # Newton's predicted decrease (half the decrement, -slope / 2) is below phi's
+            # rounding: no line search can see it, and the model is exact at this scale.
+            delta += step
+            break
+        t = 1.0
+        found = False
+        for _ in range(_BACKTRACKS):
+            trial = _phi_terms(fit, Z, Y, sw, delta + t * step, trial_grad, trial_hess)
+            passes += 1
+            # Near the minimiser phi's decrease falls below its rounding error, and
+            # Armijo's test fails on noise while Newton's step still halves the gradient:
+            # such a step is accepted when phi did not rise beyond rounding.
+            halved = _largest_abs(trial_grad) <= 0.5 * size
+            if trial <= value + 1e-4 * t * slope or (
+                halved and trial <= value + _rounding_noise(value, n_terms)
+            ):
+                found = True
+                break
+            t *= 0.5
+        if not found:
+            break  # no decrease left to find
+        shrunk = _largest_abs(trial_grad) < size
+        if shrunk or trial <= value:
+            delta += t * step
+            value = trial
+            grad, trial_grad = trial_grad, grad
+            hess, trial_hess = trial_hess, hess
+        if not shrunk:
+            # A step accepted on the value's rounding noise that did not shrink the
+            # gradient: nothing is left to gain, and repeating it cost 20 passes a step.
+            break
+    return delta, passes
+
+
+def newton_intercept(fit, Z, Y, sw):
+    """The shift delta minimising phi for the compiled kernel ``fit``."""
+    return newton_passes(fit, Z, Y, sw)[0]
+
+
+def newton_passes(fit, Z, Y, sw):
+    """(delta, the number of passes over the rows that Newton's method made)."""
+    Z = np.ascontiguousarray(Z, dtype=np.float64)
+    Y = np.ascontiguousarray(Y, dtype=np.float64)
+    sw = np.ascontiguousarray(sw, dtype=np.float64)
+    return _newton(fit, Z, Y, sw)
