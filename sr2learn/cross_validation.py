@@ -168,9 +168,10 @@ def _fit_path(base, X, y, sample_weight, train, test, alphas, scorer, classes, k
 
 def _accuracy(est, X, y, sample_weight=None):
     """``est.score``, the accuracy, without the checks of the labels in
-    ``accuracy_score``: they cost more than a fold's fit at one alpha on small data, and
-    the labels are the CV's own."""
-    return float(np.average(est.predict(X) == y, weights=sample_weight))
+    ``accuracy_score`` nor ``predict``'s validation of X (the CV validated it): on small
+    data they cost more than a fold's fit at one alpha (3 classes, 300 test rows: 0.4 ms
+    a score, 10% of the CV), and the labels are the CV's own."""
+    return float(np.average(est._labels(est._scores(X)) == y, weights=sample_weight))
 
 
 def _scorer_with_labels(scorer, classes):

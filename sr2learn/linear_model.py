@@ -484,9 +484,12 @@ class _BaseSR2(BaseEstimator):
         X = validate_data(
             self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=False
         )
+        return self._scores(X)
+
+    def _scores(self, X):
+        """X @ coef_.T + intercept_, shape (n_samples, K), for an X already validated."""
         coef = np.atleast_2d(self.coef_).astype(X.dtype, copy=False)
-        Z = np.asarray(X @ coef.T) + np.atleast_1d(self.intercept_).astype(X.dtype, copy=False)
-        return Z
+        return np.asarray(X @ coef.T) + np.atleast_1d(self.intercept_).astype(X.dtype, copy=False)
 
 
 def _not_converged_message(est, diagnostics, rule):
@@ -959,7 +962,10 @@ class SR2Classifier(ClassifierMixin, _BaseSR2):
 
     def predict(self, X):
         """Predicted class labels."""
-        Z = self._decision(X)
+        return self._labels(self._decision(X))
+
+    def _labels(self, Z):
+        """The class of each row of the scores ``Z`` (shape (n_samples, K))."""
         if Z.shape[1] == 1:
             return self.classes_[(Z[:, 0] > 0).astype(int)]
         return self.classes_[np.argmax(Z, axis=1)]

@@ -270,9 +270,12 @@ def test_the_l1_refit_from_the_folds_mean_solves_the_problem_at_alpha(CV, Base, 
     assert cv.n_iter_ < 0.75 * plain.n_iter_
 
 
-def test_the_default_scores_are_the_accuracy_scorers(breast_cancer):
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_the_default_scores_are_the_accuracy_scorers(breast_cancer, n_classes):
     X, y = breast_cancer
-    labels = np.array(["benign", "malignant"])[y]
+    if n_classes == 3:  # a third class, "large", for the multinomial's labels
+        y = np.where(X[:, 0] > 1.0, 2, y)
+    labels = np.array(["benign", "malignant", "large"])[y]
     sw = np.random.default_rng(0).uniform(0.0, 2.0, len(y))
     alphas = alpha_max(SR2Classifier(), X, labels, sw) * np.array([1.0, 0.3, 0.1, 0.03])
     params = dict(alphas=alphas, cv=3, random_state=0)
