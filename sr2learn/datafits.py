@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 from numba.extending import register_jitable
-from scipy.special import expit, log_expit, logsumexp, softmax, xlogy
+from scipy.special import expit, log_expit, logsumexp, softmax
 
 from ._compiled import name_kernel
 from ._intercept import newton_intercept
@@ -45,8 +45,16 @@ from ._intercept import newton_intercept
 # Below this |dz| the Bregman terms use their Taylor series (4th order: relative error
 # about dz^3 / 60, against a cancellation error of eps / dz^2 in the plain difference).
 _TAYLOR_BELOW = 1e-2
+_TINY = float(np.finfo(np.float64).tiny)
 
 __all__ = ["Quadratic", "Logistic", "Multinomial"]
+
+
+def _xlogx(Q):
+    """q log q entrywise for q in [0, 1], 0 at q = 0 (0 * log(tiny)): scipy's xlogy(q, q)
+    cost ten times np.log, and the conjugate of a duality gap, computed at every
+    checkpoint, took as long as a pass over the data."""
+    return Q * np.log(np.maximum(Q, _TINY))
 
 
 class Datafit:
@@ -122,7 +130,7 @@ class Logistic(Datafit):
     def conjugate(self, U, Y):
         # q = u + y in [0, 1] (a convex combination of y and sigmoid(z) for the dual points used)
         q = np.clip(U[:, 0] + Y[:, 0], 0.0, 1.0)
-        return xlogy(q, q) + xlogy(1.0 - q, 1.0 - q)
+        return _xlogx(q) + _xlogx(1.0 - q)
 
     class Kernel(NamedTuple):
         curvature: float
@@ -186,7 +194,7 @@ class Multinomial(Datafit):
 
     def conjugate(self, U, Y):
         Q = np.clip(U + Y, 0.0, 1.0)  # on the simplex for the dual points used
-        return xlogy(Q, Q).sum(axis=1)
+        return np.einsum("ij->i", _xlogx(Q))  # not .sum(axis=1): 5x slower on a few columns
 
     class Kernel(NamedTuple):
         curvature: float

@@ -199,6 +199,22 @@ def test_bregman_term_matches_extended_precision(datafit, K, scale):
     np.testing.assert_allclose(got, ref.astype(float), rtol=1e-5, atol=1e-17)
 
 
+@pytest.mark.parametrize("datafit,K", [(Quadratic(), 1), (Logistic(), 1), (Multinomial(), 4)])
+def test_conjugate_meets_fenchel_young_at_the_derivative(datafit, K):
+    # l(z) + l*(u) = u . z exactly when u = l'(z): the duality gap's dual objective. Some
+    # predictions are so large that a probability is 0 or 1 in float64 (0 log 0 = 0).
+    rng = np.random.default_rng(0)
+    n = 200
+    Z = rng.normal(size=(n, K)) * 3
+    Z[:10] *= 300
+    Y = make_targets(datafit, n, K, rng)
+    U = datafit.derivative(Z, Y)
+    conj = datafit.conjugate(U, Y)
+    expected = np.einsum("ij,ij->i", U, Z) - datafit.loss(Z, Y)
+    assert np.all(np.isfinite(conj))
+    np.testing.assert_allclose(conj, expected, rtol=1e-9, atol=1e-9)
+
+
 @pytest.mark.parametrize("datafit,K", [(Quadratic(), 1), (Logistic(), 1), (Multinomial(), 3)])
 @pytest.mark.parametrize("start", ["far", 1e-6, 1e-8, 1e-9])
 @pytest.mark.parametrize("seed", [0, 1, 2])
