@@ -327,6 +327,22 @@ def test_full_passes_equal_numpy(layout, K, fit_intercept):
 
 
 @pytest.mark.parametrize("layout", ["dense64", "dense32", "csr"])
+def test_gradient_pair_equals_two_gradients_in_contiguous_arrays(layout):
+    # The pair's first gradient becomes the SVRG reference of the epoch engine: a strided
+    # one (a slice of BLAS's [E, F] product) made numba compile a second engine.
+    rng = np.random.default_rng(6)
+    n, p, K = 70, 40, 3
+    X = rng.standard_normal((n, p))
+    data = {"dense64": X, "dense32": X.astype(np.float32), "csr": sp.csr_matrix(X)}[layout]
+    problem = LinearProblem(data, np.zeros((n, K)), np.ones(n), Quadratic(), True)
+    E, F = rng.standard_normal((n, K)), rng.standard_normal((n, K))
+    G, H = problem.gradient_pair(E, F)
+    assert G.flags.c_contiguous and H.flags.c_contiguous
+    np.testing.assert_allclose(G, problem.gradient(E), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(H, problem.gradient(F), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("layout", ["dense64", "dense32", "csr"])
 @pytest.mark.parametrize("columns", [None, np.array([1, 4, 5, 20, 39])])
 @pytest.mark.parametrize("fit_intercept", [True, False])
 def test_gram_matvec_equals_numpy(layout, columns, fit_intercept):
