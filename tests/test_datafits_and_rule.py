@@ -200,6 +200,18 @@ def test_bregman_term_matches_extended_precision(datafit, K, scale):
 
 
 @pytest.mark.parametrize("datafit,K", [(Quadratic(), 1), (Logistic(), 1), (Multinomial(), 4)])
+def test_hessian_product_is_the_derivative_of_the_derivative(datafit, K):
+    # l''(z) u, the gap certificate's Newton step, against central differences of l'.
+    rng = np.random.default_rng(1)
+    n, h = 50, 1e-5
+    Z, U = rng.normal(size=(n, K)) * 2, rng.normal(size=(n, K))
+    Y = make_targets(datafit, n, K, rng)
+    got = datafit.hessian_product(datafit.derivative(Z, Y), Y, U)
+    expected = (datafit.derivative(Z + h * U, Y) - datafit.derivative(Z - h * U, Y)) / (2 * h)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("datafit,K", [(Quadratic(), 1), (Logistic(), 1), (Multinomial(), 4)])
 def test_conjugate_meets_fenchel_young_at_the_derivative(datafit, K):
     # l(z) + l*(u) = u . z exactly when u = l'(z): the duality gap's dual objective. Some
     # predictions are so large that a probability is 0 or 1 in float64 (0 log 0 = 0).
