@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._certificate import newton_dual_point
+from ._certificate import newton_dual_point, support_signature
 from ._engine import loss_pass
 from ._rule import SR2Rule
 
@@ -228,13 +228,15 @@ def checkpoint(problem, penalty, W, *, diagnostic=None, tol=None, certificate=No
     if kappa is not None:
         gap = max(objective - _dual_objective(problem, E, kappa), 0.0)
         criterion = gap / objective if objective > 0 else 0.0
-        if certificate is not None and certificate.due(criterion, tol):
-            rtol = certificate.rtol(criterion, tol)
-            newton, solved = newton_dual_point(problem, penalty, W, G, E, rtol)
+        support = None if certificate is None else support_signature(W[:p])
+        if certificate is not None and certificate.due(criterion, tol, support):
+            plain = criterion
+            newton, solved = newton_dual_point(problem, penalty, W, G, E,
+                                               certificate.rtol(criterion, tol))  # fmt: skip
             if newton is not None:
                 gap = min(gap, max(objective - _dual_objective(problem, *newton), 0.0))
                 criterion = gap / objective if objective > 0 else 0.0
-            certificate.tried(solved, criterion <= tol)
+            certificate.tried(solved, criterion <= tol, plain, criterion, support)
     else:
         scale = _null_scale(problem, penalty)
         criterion = measure / scale if scale > 0 else (0.0 if measure == 0 else math.inf)

@@ -191,16 +191,25 @@ def test_tries_back_off_after_a_failure_and_stop_when_unsolved():
     cert = NewtonCertificate(within=0.1)
     assert not cert.due(0.5, 1e-4)  # the support has not settled
     assert not cert.due(1e-5, 1e-4)  # tol met already
-    assert cert.due(1e-2, 1e-4)
-    cert.tried(solved=True, success=False)  # wait 1, then 2 checkpoints
-    assert [cert.due(1e-2, 1e-4) for _ in range(2)] == [False, True]
-    cert.tried(solved=True, success=False)
-    assert [cert.due(1e-2, 1e-4) for _ in range(3)] == [False, False, True]
+    assert cert.due(1e-2, 1e-4, "S1")
+    # A miss on support S1 (1e-2 certified as 1e-3). On another support: wait 1, then 2
+    # checkpoints.
+    cert.tried(True, False, 1e-2, 1e-3, "S1")
+    assert [cert.due(1e-2, 1e-4, "S2") for _ in range(2)] == [False, True]
+    cert.tried(True, False, 1e-2, 1e-3, "S2")
+    assert [cert.due(1e-2, 1e-4, "S3") for _ in range(3)] == [False, False, True]
+    # On the same support: only once the plain criterion predicts success, the
+    # certificate's gap scaling as its square (1e-3 (p / 1e-2)^2 <= 1e-4: p <= 3.2e-3).
+    cert.tried(True, False, 1e-2, 1e-3, "S3")
+    assert not any(cert.due(4e-3, 1e-4, "S3") for _ in range(10))
+    assert cert.due(3e-3, 1e-4, "S3")
+    cert.tried(True, True)
+    assert cert.due(4e-3, 1e-4, "S3")  # a success forgets the model
     cert.tried(solved=False, success=False)  # conjugate gradients failed: no more tries
     assert not any(cert.due(1e-2, 1e-4) for _ in range(10))
     eager = NewtonCertificate(backoff=False)
-    eager.tried(solved=True, success=False)
-    assert eager.due(1e-2, 1e-4)
+    eager.tried(True, False, 1e-2, 1e-3, "S1")
+    assert eager.due(1e-2, 1e-4, "S2")
 
 
 def text_like(n=600, p=2500, seed=0):
@@ -217,7 +226,7 @@ def text_like(n=600, p=2500, seed=0):
 def fit(est, X, y, use_certificate, monkeypatch):
     with monkeypatch.context() as m:
         if not use_certificate:
-            m.setattr(NewtonCertificate, "due", lambda self, criterion, tol: False)
+            m.setattr(NewtonCertificate, "due", lambda self, criterion, tol, support=None: False)
         with warnings.catch_warnings():
             warnings.simplefilter("error", ConvergenceWarning)
             return est.fit(X, y)

@@ -200,7 +200,7 @@ def test_the_path_solves_what_warm_started_fits_solve(diabetes, breast_cancer, m
     # Without the Newton certificate, whose tries (and backoff) start one checkpoint later
     # along the path (its start is the previous alpha's checkpoint, not checked again):
     # with it both still meet tol, at epochs that may differ.
-    monkeypatch.setattr(NewtonCertificate, "due", lambda self, criterion, tol: False)
+    monkeypatch.setattr(NewtonCertificate, "due", lambda self, criterion, tol, support=None: False)
     X, y = diabetes if make is SR2Regressor else breast_cancer
     alphas = alpha_max(make(), X, y) * np.geomspace(1.0, 1e-2, 5)
     params = dict(warm_start=True, working_set=working_set, tol=1e-6, random_state=0)
