@@ -161,7 +161,7 @@ def test_exact_variance_matches_enumeration_of_all_batches():
 
 def test_certificate_is_reached_with_variance_reduction(breast_cancer):
     X, y = breast_cancer
-    est = SR2Classifier(penalty="l1", alpha=3e-2, tol=1e-8, random_state=0).fit(X, y)
+    est = SR2Classifier(penalty="l1", alpha=3e-2, tol=1e-11, random_state=0).fit(X, y)
     cert = est.diagnostics_.certificate
     assert cert is not None
     assert cert["epsilon"] < 1e-4 and cert["stationarity"] < 1e-3
@@ -303,9 +303,12 @@ def test_checkpoint_every_and_the_in_batch_variance_option(diabetes):
     assert np.all(batch.diagnostics_.checkpoints["variance"] > 0)
 
 
-@pytest.mark.parametrize("every", [3, 7, 1000])
-def test_a_fit_converging_between_checkpoints_records_its_returned_point(diabetes, every):
+@pytest.mark.parametrize("due", ["often", "at the end only"])
+def test_a_fit_converging_between_checkpoints_records_its_returned_point(diabetes, due):
     X, y = diabetes
+    # Under SVRG every epoch checks tol, whatever checkpoint_every: the same epochs.
+    epochs = SR2Regressor(alpha=0.5, random_state=0).fit(X, y).n_iter_
+    every = next(k for k in range(2, epochs) if epochs % k) if due == "often" else 1000
     est = SR2Regressor(alpha=0.5, checkpoint_every=every, random_state=0).fit(X, y)
     last = est.diagnostics_.last_checkpoint()
     assert est.diagnostics_.converged and last["epoch"] == est.n_iter_
