@@ -253,8 +253,10 @@ class LinearProblem:
         return self._row_norms_sq
 
     def lipschitz(self):
-        """Lipschitz constant of grad f in the metric (an exact bound): the curvature of the
-        loss times the top eigenvalue of D^(-1/2) X~^T S X~ D^(-1/2) / n."""
+        """Lipschitz constant of grad f in the metric (a bound from the data): the curvature
+        of the loss times the top eigenvalue of D^(-1/2) X~^T S X~ D^(-1/2) / n, that
+        eigenvalue exact up to rounding, or for nonnegative X a certified upper bound at
+        most 0.1% above it (see :func:`_largest_eig_gram`)."""
         if self._lipschitz is None:
             self._lipschitz = self.datafit.curvature * _largest_eig_gram(self) / self.n
         return self._lipschitz
@@ -299,8 +301,9 @@ _EIGVALSH_UP_TO = 64
 
 
 def _largest_eig_gram(problem):
-    """Largest eigenvalue of A^T A, A = S^(1/2) X~ D^(-1/2), exact up to rounding (or up to
-    ``_LANCZOS_TOL``, rounded up)."""
+    """Largest eigenvalue of A^T A, A = S^(1/2) X~ D^(-1/2): exact up to rounding (a small
+    side's Gram), a certified bound at most ``_CERTIFIED_TOL`` above it (nonnegative X,
+    :func:`_collatz_wielandt_top`), or Lanczos' value within ``_LANCZOS_TOL``, rounded up."""
     small = min(problem.n, problem.n_rows)
     if small <= (16 if sp.issparse(problem.X) else 1500):
         gram = _small_gram(problem)
@@ -315,7 +318,53 @@ def _largest_eig_gram(problem):
         gram_matvec_into(problem.data, np.ascontiguousarray(v[:, None]), out)
         return scale * out.ravel()
 
+    if _is_nonnegative(problem.X):
+        stored = problem.X.nnz if sp.issparse(problem.X) else problem.X.size
+        top = _collatz_wielandt_top(problem.n_rows, matvec, stored + problem.n)
+        if top is not None:
+            return top
     return _lanczos_top(problem.n_rows, matvec)
+
+
+def _is_nonnegative(X):
+    """Whether every entry of X is at least zero (then so is every entry of A^T A)."""
+    values = X.data if sp.issparse(X) else X
+    return values.size == 0 or bool(values.min() >= 0)
+
+
+# The Collatz-Wielandt iteration stops once its upper bound is within this factor of its
+# lower bound (so within it of the eigenvalue): 4 products with X on text-like 20,000 x
+# 50,000 data, where Lanczos took 7 to within 1e-7 (the bound came out 4e-4 above it).
+_CERTIFIED_TOL = 1e-3
+# ... and gives up (Lanczos then) after this many products: a slow spectral gap, or a
+# reducible A^T A (blocks of columns sharing no row) whose lower bound never meets it.
+_COLLATZ_WIELANDT_PRODUCTS = 10
+
+
+def _collatz_wielandt_top(size, matvec, summed):
+    """The top eigenvalue of a nonnegative symmetric matrix G, bounded on both sides by
+    power iteration from the vector of ones: for v > 0, min_j (Gv)_j / v_j <= lambda_max
+    <= max_j (Gv)_j / v_j (Collatz-Wielandt), over the nonzero rows of G (a zero row is a
+    zero column too: it adds the eigenvalue 0 only). Returns the upper bound, raised by the
+    rounding of sums of at most ``summed`` nonnegative terms, once the lower one is within
+    ``_CERTIFIED_TOL`` of it; None when that takes more than
+    ``_COLLATZ_WIELANDT_PRODUCTS`` products."""
+    v = np.ones(size)
+    support = None
+    for _ in range(_COLLATZ_WIELANDT_PRODUCTS):
+        w = matvec(v)
+        if support is None:
+            support = w > 0  # (G 1)_j = 0 only on a zero row
+            if not support.any():
+                return 0.0
+        ratio = w[support] / v[support]
+        if not np.all(np.isfinite(ratio)):
+            return None  # an entry of v underflowed
+        upper, lower = float(ratio.max()), float(ratio.min())
+        if upper <= (1.0 + _CERTIFIED_TOL) * lower:
+            return upper * (1.0 + 2.0 * summed * np.finfo(np.float64).eps)
+        v = np.where(support, w / upper, 0.0)
+    return None
 
 
 def _lanczos_top(size, matvec):

@@ -117,16 +117,74 @@ def test_lipschitz_bound_of_a_mid_sized_gram(shape, weights):
     assert problem.lipschitz() == pytest.approx(top, rel=1e-6)
 
 
-def test_lipschitz_bound_large_side_uses_lanczos():
-    rng = np.random.default_rng(4)
-    X = sp.random(2000, 1800, density=0.01, random_state=4, format="csr")
-    X = X @ sp.diags(rng.uniform(0.1, 10.0, size=X.shape[1]))  # columns of unequal sizes
-    X = X.tocsr()
-    n = X.shape[0]
-    problem = LinearProblem(X, rng.normal(size=(n, 1)), np.ones(n), Quadratic(), False)
+def large_sparse(signs, seed=4):
+    """A 2000 x 1800 CSR matrix with 1% stored entries and columns of unequal sizes,
+    nonnegative or of random signs."""
+    rng = np.random.default_rng(seed)
+    X = sp.random(2000, 1800, density=0.01, random_state=seed, format="csr")
+    if signs:
+        X.data *= rng.choice([-1.0, 1.0], size=X.nnz)
+    return (X @ sp.diags(rng.uniform(0.1, 10.0, size=X.shape[1]))).tocsr()
+
+
+def top_eig_in_metric(X, sw, fit_intercept):
+    """The top eigenvalue of D^(-1/2) X~^T S X~ D^(-1/2) / n, dense and by SVD."""
     dense = X.toarray()
-    metric = metric_of(dense, np.ones(n))
-    top = np.linalg.svd(dense / np.sqrt(metric), compute_uv=False)[0] ** 2 / n
+    n = dense.shape[0]
+    metric = metric_of(dense, sw)
+    A = dense / np.sqrt(metric)
+    if fit_intercept:  # the intercept's metric: 1 / (largest weighted fraction of nonzeros)
+        densest = ((dense != 0).T.astype(float) @ sw).max() / sw.sum()
+        A = np.hstack([A, np.full((n, 1), np.sqrt(densest))])
+    return np.linalg.svd(A * np.sqrt(sw)[:, None], compute_uv=False)[0] ** 2 / n
+
+
+def test_lipschitz_bound_large_side_uses_lanczos():
+    X = large_sparse(signs=True)
+    n = X.shape[0]
+    problem = LinearProblem(X, np.zeros((n, 1)), np.ones(n), Quadratic(), False)
+    top = top_eig_in_metric(X, np.ones(n), False)
+    assert problem.lipschitz() >= top
+    assert problem.lipschitz() == pytest.approx(top, rel=1e-6)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("weights", ["equal", "unequal"])
+def test_lipschitz_bound_of_nonnegative_data_is_certified(fit_intercept, weights):
+    """Nonnegative X (text, one-hot) gets the Collatz-Wielandt bound: above the top
+    eigenvalue, and within _CERTIFIED_TOL of it, in fewer products than Lanczos; an empty
+    column and rows of weight zero do not stop it."""
+    from sr2learn import _problem
+
+    X = large_sparse(signs=False).tolil()
+    X[:, 7] = 0.0  # an empty column: a zero row of the Gram matrix
+    X = X.tocsr()
+    X.eliminate_zeros()
+    n = X.shape[0]
+    rng = np.random.default_rng(1)
+    sw = np.ones(n) if weights == "equal" else rng.uniform(0.0, 3.0, size=n) * (rng.random(n) > 0.1)
+    problem = LinearProblem(X, np.zeros((n, 1)), sw, Quadratic(), fit_intercept)
+    top = top_eig_in_metric(X, sw, fit_intercept)
+    products = []
+    real = _problem.gram_matvec_into
+    _problem.gram_matvec_into = lambda *a: (products.append(1), real(*a))[1]
+    try:
+        L = problem.lipschitz()
+    finally:
+        _problem.gram_matvec_into = real
+    assert top <= L <= top * (1 + _problem._CERTIFIED_TOL)
+    assert len(products) < _problem._COLLATZ_WIELANDT_PRODUCTS
+
+
+def test_lipschitz_bound_of_a_reducible_gram_falls_back_to_lanczos():
+    """Two blocks of columns that share no row (no intercept): the Gram matrix is
+    reducible, the Collatz-Wielandt lower bound stays at the smaller block's eigenvalue,
+    and Lanczos gives the bound."""
+    X = large_sparse(signs=False)
+    X = sp.block_diag([X[:1500, :900], X[1500:, 900:]], format="csr")  # top eigs ~3x apart
+    n = X.shape[0]
+    problem = LinearProblem(X, np.zeros((n, 1)), np.ones(n), Quadratic(), False)
+    top = top_eig_in_metric(X, np.ones(n), False)
     assert problem.lipschitz() >= top
     assert problem.lipschitz() == pytest.approx(top, rel=1e-6)
 
