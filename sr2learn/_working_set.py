@@ -104,23 +104,17 @@ def solve_working_set(problem, penalty, state, rule, *, max_epochs, tol, varianc
         size = max(INITIAL_SIZE, 2 * support, 2 * size if stalled else 0)
         last_criterion = ck.criterion
         ws = _working_set(problem, penalty, W, ck.G, size)
-        sub = problem.restricted(ws)  # keeps the full problem's L and criterion scale
-        rows = np.r_[ws, np.arange(p, problem.n_rows)]
-        # Solve the restricted problem a decade below the full problem's criterion; W is
-        # zero off the set, so the checkpoint restricted to the set's rows is the
-        # restricted problem's at W (its first checkpoint, and first SVRG reference).
+        # Solve the restricted problem a decade below the full problem's criterion.
         inner_tol = None if tol is None else max(tol, 0.1 * ck.criterion)
-        start = replace(ck, W=W[rows], G=ck.G[rows], record=None)
-        inner = ConvergenceDiagnostics()
         sub_start = epochs
-        new = solve(sub, penalty, SolverState(W[rows], sigma, b, steps, epochs), rule,
-                    max_epochs=max_epochs - (epochs - state.n_epochs), tol=inner_tol,
-                    variance_reduction=variance_reduction, rng=rng, diagnostics=inner,
-                    start=start, light=True,
-                    stability_floor=stability_floor)  # fmt: skip
+        new, inner = _solve_restricted(
+            problem, penalty, ck, ws, SolverState(W, sigma, b, steps, epochs), rule,
+            max_epochs=max_epochs - (epochs - state.n_epochs), tol=inner_tol,
+            variance_reduction=variance_reduction, rng=rng,
+            stability_floor=stability_floor)  # fmt: skip
         diagnostics.extend_steps(inner)
         log.add(inner.trace_array())
-        W[rows] = new.W
+        W = new.W
         sigma, b, steps, epochs = new.sigma, new.batch_size, new.n_steps, new.n_epochs
         if verbose:
             print(f"[SR2 working set] {ws.size} features, criterion {ck.criterion:.3e}, "
@@ -128,3 +122,20 @@ def solve_working_set(problem, penalty, state, rule, *, max_epochs, tol, varianc
     diagnostics.converged = converged
     return SolverState(W, sigma, b, steps, epochs)
 
+
+def _solve_restricted(problem, penalty, ck, ws, state, rule, **options):
+    """SR2 on the problem restricted to the features ``ws`` from ``state`` (W zero off
+    the set); returns (the new state, its W over all the features, the inner diagnostics).
+    The checkpoint ``ck`` at W, restricted to the set's rows, is the restricted problem's
+    at W (its first checkpoint, and first SVRG reference). The restricted problem (a copy
+    of the set's columns, when small) is freed on return, before the next full-problem
+    checkpoint, so that the two do not add up in the fit's peak memory."""
+    sub = problem.restricted(ws)  # keeps the full problem's L and criterion scale
+    rows = np.r_[ws, np.arange(problem.p, problem.n_rows)]
+    start = replace(ck, W=state.W[rows], G=ck.G[rows], record=None)
+    inner = ConvergenceDiagnostics()
+    new = solve(sub, penalty, replace(state, W=state.W[rows]), rule, diagnostics=inner,
+                start=start, light=True, **options)  # fmt: skip
+    W = state.W.copy()
+    W[rows] = new.W
+    return replace(new, W=W), inner
