@@ -135,3 +135,31 @@ def test_working_set_takes_the_first_features_of_the_violation_order():
         grad = np.linalg.norm(G[:p] * np.sqrt(problem.inv_metric[:p, None]), axis=1)
         expected = np.sort(np.lexsort((-grad, -violation))[: min(p, size)])
         np.testing.assert_array_equal(_working_set(problem, penalty, W, G, size), expected)
+
+
+def test_restricted_problem_is_freed_before_the_next_full_checkpoint(monkeypatch):
+    """A working set's problem (with its copy of the set's columns, when small) lives only
+    during its inner solve: the full-problem checkpoints, where the fit's memory peaks,
+    never hold it as well."""
+    import weakref
+
+    import sr2learn._working_set as ws_module
+
+    X, y = sparse_problem("logistic", True)
+    made, alive_at_checkpoints = [], []
+    restricted, checkpoint = LinearProblem.restricted, ws_module._checkpoint
+
+    def recording_restricted(self, columns):
+        sub = restricted(self, columns)
+        made.append(weakref.ref(sub))
+        return sub
+
+    def recording_checkpoint(problem, *args):
+        alive_at_checkpoints.append(sum(ref() is not None for ref in made))
+        return checkpoint(problem, *args)
+
+    monkeypatch.setattr(LinearProblem, "restricted", recording_restricted)
+    monkeypatch.setattr(ws_module, "_checkpoint", recording_checkpoint)
+    SR2Classifier(alpha=0.01, working_set=True, tol=1e-8, random_state=0).fit(X, y)
+    assert len(made) >= 2 and len(alive_at_checkpoints) == len(made) + 1
+    assert alive_at_checkpoints == [0] * len(alive_at_checkpoints)
