@@ -189,6 +189,30 @@ def test_lipschitz_bound_of_a_reducible_gram_falls_back_to_lanczos():
     assert problem.lipschitz() == pytest.approx(top, rel=1e-6)
 
 
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_curvature_estimate_on_stored_columns_equals_the_dense_one(fit_intercept):
+    """A CSR minibatch's power iteration runs on the columns its rows store; the dense
+    problem's runs on all of them from the same start: the same estimate, and that of a
+    working set's problem on X's columns read in place is its copy's."""
+    X = large_sparse(signs=True)[:, :600].tocsr()
+    n = X.shape[0]
+    rng = np.random.default_rng(3)
+    sw = rng.uniform(0.5, 2.0, size=n)
+    idx = np.sort(rng.choice(n, size=40, replace=False))
+    sparse = LinearProblem(X, np.zeros((n, 1)), sw, Logistic(), fit_intercept)
+    dense = LinearProblem(X.toarray(), np.zeros((n, 1)), sw, Logistic(), fit_intercept)
+    estimate = sparse.curvature_estimate(idx)
+    assert estimate > 0
+    assert estimate == pytest.approx(dense.curvature_estimate(idx), rel=1e-10)
+    columns = np.arange(0, 600, 3)
+    in_place = LinearProblem(X, np.zeros((n, 1)), sw, Logistic(), fit_intercept,
+                             (sparse.metric[columns], sparse.intercept_metric), columns)
+    copy = LinearProblem(X[:, columns], np.zeros((n, 1)), sw, Logistic(), fit_intercept,
+                         (sparse.metric[columns], sparse.intercept_metric))
+    assert in_place.curvature_estimate(idx) == pytest.approx(copy.curvature_estimate(idx),
+                                                             rel=1e-10)
+
+
 RULE = SR2Rule(sigma_min=1e-3, sigma_max=1e3)
 
 
