@@ -61,13 +61,22 @@ def _working_set(problem, penalty, W, G, size):
     if size == p:
         return np.arange(p)
     # The first ``size`` of the order (violation, then gradient, then index, descending)
-    # without sorting all p features (a lexsort of 50,000 took 4 ms an outer iteration):
-    # those above the size-th largest violation, then the ties at it by their gradient.
+    # without sorting all p features (a lexsort of 50,000 took 4 ms an outer iteration,
+    # an argsort of the ties at zero violation 2.5 ms): those above the size-th largest
+    # violation, then the ties at it by their gradient, by the same selection.
     cut = np.partition(violation, p - size)[p - size]
     above = np.flatnonzero(violation > cut)
     tied = np.flatnonzero(violation == cut)
-    tied = tied[np.argsort(-grad_size[tied], kind="stable")[: size - above.size]]
-    return np.sort(np.r_[above, tied])
+    return np.sort(np.r_[above, tied[_largest(grad_size[tied], size - above.size)]])
+
+
+def _largest(values, k):
+    """The positions of the k largest values, the first ones among equal values."""
+    if k >= values.size:
+        return np.arange(values.size)
+    cut = np.partition(values, values.size - k)[values.size - k]
+    above = np.flatnonzero(values > cut)
+    return np.sort(np.r_[above, np.flatnonzero(values == cut)[: k - above.size]])
 
 
 def solve_working_set(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction,
