@@ -12,7 +12,7 @@ from sr2learn import SR2Classifier, SR2Regressor
 from sr2learn._checkpoint import checkpoint, draw_step
 from sr2learn._compiled import bregman, loss_derivative, prox_entries, value_entries
 from sr2learn._engine import EpochPlan, EpochState, Reference, sr2_epoch
-from sr2learn._problem import LinearProblem
+from sr2learn._problem import LinearProblem, data_nbytes
 from sr2learn._rule import SR2Rule
 from sr2learn._sr2 import _rule_params
 from sr2learn.datafits import Logistic, Multinomial, Quadratic
@@ -302,6 +302,27 @@ def test_working_set_reads_large_column_sets_in_place():
     wide = problem.restricted(np.arange(40))
     np.testing.assert_array_equal(wide.columns, np.arange(40))
     assert wide.X is problem.X
+
+
+def test_working_set_copies_columns_within_the_coefficients_arrays():
+    """Where coefficients outnumber samples, a copy of up to RESTRICTED_COPY_ARRAYS arrays
+    of the coefficients' size is made even above RESTRICTED_COPY_FRACTION of X (the full
+    checkpoints allocate more than that anyway); a larger one is not."""
+    from sr2learn import _problem
+
+    n, p = 40, 3000
+    X = sp.random(n, p, density=0.01, random_state=0, format="csr")
+    problem = LinearProblem(X, np.zeros((n, 1)), np.ones(n), Logistic(), True)
+    stored = np.flatnonzero(np.diff(X.tocsc().indptr))
+    half = stored[: stored.size // 2]  # half of X's entries, at most (p + 1) * 8 * 2 bytes
+    assert problem._restricted_bytes(half) > _problem.RESTRICTED_COPY_FRACTION * data_nbytes(X)
+    assert problem._restricted_bytes(half) <= 8 * (p + 1) * _problem.RESTRICTED_COPY_ARRAYS
+    copied = problem.restricted(half)
+    assert copied.columns is None and copied.X is not problem.X
+    tall = LinearProblem(sp.vstack([X] * 600, format="csr"), np.zeros((600 * n, 1)),
+                         np.ones(600 * n), Logistic(), True)  # fmt: skip
+    assert tall._restricted_bytes(half) > 8 * (p + 1) * _problem.RESTRICTED_COPY_ARRAYS
+    assert tall.restricted(half).X is tall.X
 
 
 @pytest.mark.parametrize("layout", ["dense64", "dense32", "csr"])
