@@ -265,8 +265,9 @@ class LinearProblem:
     def lipschitz(self):
         """Lipschitz constant of grad f in the metric (a bound from the data): the curvature
         of the loss times the top eigenvalue of D^(-1/2) X~^T S X~ D^(-1/2) / n, that
-        eigenvalue exact up to rounding, or for nonnegative X a certified upper bound at
-        most 0.1% above it (see :func:`_largest_eig_gram`)."""
+        eigenvalue exact up to rounding or to Lanczos' tolerance (rounded up), or for
+        nonnegative X a certified upper bound at most 0.1% above it (see
+        :func:`_largest_eig_gram`)."""
         if self._lipschitz is None:
             self._lipschitz = self.datafit.curvature * _largest_eig_gram(self) / self.n
         return self._lipschitz

@@ -34,7 +34,7 @@ CHECKPOINT_KEYS = (
     "measure",  # sqrt(L * xi) of a full-gradient step at sigma = L
     "gap",  # duality gap F(w) - D(theta) (convex penalties; NaN otherwise)
     "criterion",  # the scale-free number compared to tol (relative gap or measure)
-    "lipschitz",  # L, the Lipschitz constant of grad f (an exact bound for linear models)
+    "lipschitz",  # L, a Lipschitz constant of grad f (for linear models a bound from the data)
     "sigma_max",  # the largest sigma seen so far
     "variance",  # V = E||grad f(w) - g||^2 for the gradient estimator in use
     "dist",  # measured dist(0, dF(w)) with the full gradient, user coordinates
@@ -77,7 +77,9 @@ class ConvergenceDiagnostics:
     n_restarts : int
         SVRG epochs undone because the objective rose over them (linear models).
     lipschitz_is_estimate : bool
-        False for linear models (an exact bound from the data), True for networks.
+        False for linear models (a bound from the data: exact up to rounding or Lanczos'
+        tolerance, or for nonnegative X certified within 0.1% above the smallest), True
+        for networks.
     """
 
     def __init__(self, *, tol=None, variance_reduction=None, lipschitz_is_estimate=False):
@@ -263,7 +265,7 @@ class ConvergenceDiagnostics:
                 "  Theorem 4 terms below are in the solver's metric: coordinates d_j * w_j, "
                 f"d_j in [{scale.min():.3e}, {scale.max():.3e}] (diagnostics_.column_scale)"
             )
-        label = "estimated" if self.lipschitz_is_estimate else "exact bound"
+        label = "estimated" if self.lipschitz_is_estimate else "bound from the data"
         lines.append(
             f"  Theorem 4 for one step s drawn at w: dist(0, dF(w+s))^2 = "
             f"{last['dist_trial'] ** 2:.3e} <= bound {last['bound']:.3e} "
