@@ -224,9 +224,10 @@ class LinearProblem:
         of the coefficients' size: each full-problem checkpoint of the working set
         allocates more than that anyway (gradients at w and at a trial point, the trial
         iterate and step, ...), and the copy lives only during the inner solve, so that it
-        does not raise the fit's peak memory where coefficients outnumber samples (text:
-        20,000 x 50,000, sets of 30-38% of X copied, peak unchanged at 0.95-1.04x X above
-        X, inner epochs 12-23% faster). Otherwise X is read in place through the columns,
+        does not raise the fit's peak memory where coefficients outnumber samples
+        (text-like 20,000 x 50,000: sets of 30-38% of X copied, the traced peak of the
+        fit's arrays unchanged at 0.95-1.04x the size of X, fits 10-23% faster).
+        Otherwise X is read in place through the columns,
         which keeps the fit's memory at X plus arrays of n or p entries at some cost in
         speed (a gather of dense rows, skipped entries of CSR rows).
         """
