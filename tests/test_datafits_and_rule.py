@@ -152,7 +152,7 @@ def test_lipschitz_bound_large_side_uses_lanczos():
 @pytest.mark.parametrize("weights", ["equal", "unequal"])
 def test_lipschitz_bound_of_nonnegative_data_is_certified(fit_intercept, weights):
     """Nonnegative X (text, one-hot) gets the Collatz-Wielandt bound: above the top
-    eigenvalue, and within _CERTIFIED_TOL of it, in fewer products than Lanczos; an empty
+    eigenvalue, and within _CERTIFIED_TOL of it, in few products; an empty
     column and rows of weight zero do not stop it."""
     from sr2learn import _problem
 
@@ -165,28 +165,54 @@ def test_lipschitz_bound_of_nonnegative_data_is_certified(fit_intercept, weights
     sw = np.ones(n) if weights == "equal" else rng.uniform(0.0, 3.0, size=n) * (rng.random(n) > 0.1)
     problem = LinearProblem(X, np.zeros((n, 1)), sw, Quadratic(), fit_intercept)
     top = top_eig_in_metric(X, sw, fit_intercept)
+    L, products = count_products(problem)
+    assert top <= L <= top * (1 + _problem._CERTIFIED_TOL)
+    assert products < _problem._COLLATZ_WIELANDT_PRODUCTS
+
+
+def count_products(problem):
+    """problem.lipschitz() and the number of products with X it took."""
+    from sr2learn import _problem
+
     products = []
     real = _problem.gram_matvec_into
     _problem.gram_matvec_into = lambda *a: (products.append(1), real(*a))[1]
     try:
-        L = problem.lipschitz()
+        return problem.lipschitz(), len(products)
     finally:
         _problem.gram_matvec_into = real
-    assert top <= L <= top * (1 + _problem._CERTIFIED_TOL)
-    assert len(products) < _problem._COLLATZ_WIELANDT_PRODUCTS
 
 
-def test_lipschitz_bound_of_a_reducible_gram_falls_back_to_lanczos():
+def test_lipschitz_bound_of_a_reducible_gram_is_certified():
     """Two blocks of columns that share no row (no intercept): the Gram matrix is
-    reducible, the Collatz-Wielandt lower bound stays at the smaller block's eigenvalue,
-    and Lanczos gives the bound."""
+    reducible, the Collatz-Wielandt lower bound stays at the smaller block's eigenvalue;
+    the Rayleigh quotient certifies the bound."""
+    from sr2learn import _problem
+
     X = large_sparse(signs=False)
     X = sp.block_diag([X[:1500, :900], X[1500:, 900:]], format="csr")  # top eigs ~3x apart
     n = X.shape[0]
     problem = LinearProblem(X, np.zeros((n, 1)), np.ones(n), Quadratic(), False)
     top = top_eig_in_metric(X, np.ones(n), False)
-    assert problem.lipschitz() >= top
-    assert problem.lipschitz() == pytest.approx(top, rel=1e-6)
+    L, products = count_products(problem)
+    assert top <= L <= top * (1 + _problem._CERTIFIED_TOL)
+    assert products < _problem._COLLATZ_WIELANDT_PRODUCTS
+
+
+def test_lipschitz_bound_falls_back_to_lanczos_when_not_certified(monkeypatch):
+    """Power iteration allowed a single product cannot certify the bound (its upper bound
+    is then Gershgorin's, far above): Lanczos gives it."""
+    from sr2learn import _problem
+
+    monkeypatch.setattr(_problem, "_COLLATZ_WIELANDT_PRODUCTS", 1)
+    X = large_sparse(signs=False)
+    n = X.shape[0]
+    problem = LinearProblem(X, np.zeros((n, 1)), np.ones(n), Quadratic(), False)
+    top = top_eig_in_metric(X, np.ones(n), False)
+    L, products = count_products(problem)
+    assert products > 1
+    assert L >= top
+    assert L == pytest.approx(top, rel=1e-6)
 
 
 @pytest.mark.parametrize("fit_intercept", [True, False])
