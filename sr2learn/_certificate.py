@@ -37,6 +37,10 @@ _COPY_BYTES = 2**20
 # many passes' worth of X (see _gram_affordable); otherwise from conjugate gradients on a
 # copy of the support's columns.
 _GRAM_PASSES = 10.0
+# Several outputs on dense data: the restricted Hessian is formed whole (K^2 weighted Gram
+# matrices of the support's copied columns) up to this many rows x outputs, else (and on
+# sparse data) conjugate gradients.
+_EXPLICIT_UP_TO = 256
 # Conjugate gradients (down to NewtonCertificate.rtol): at most this many iterations and
 # this many passes' worth of X (each iteration reads the copy twice), but at least
 # _CG_MIN_ITER (a small problem's passes cost less than the fixed costs of a try).
@@ -49,16 +53,15 @@ class NewtonCertificate:
     """When a solve tries :func:`newton_dual_point`.
 
     Only while the plain criterion misses ``tol`` (positive) and is below ``within`` (where
-    the support has settled enough for a Newton step to certify). After a try that did not
-    reach ``tol``:
+    the support has settled enough for a Newton step to certify). Then:
 
-    - on the same support, the next try waits until the plain criterion predicts success:
-      the certificate's gap is second order where the plain one is first order, so it
-      scales as the square of the plain one (a CV path's short solves had spent a quarter
-      of their time on tries that this model would have skipped);
-    - on another support (the last try's was not yet the solution's), with ``backoff``,
-      it waits twice as many checkpoints as the last wait, so that such tries cost a
-      logarithmic number of them.
+    - on the support of the last try, only when the plain criterion predicts success: the
+      certificate's gap is second order where the plain one is first order, so it scales
+      as the square of the plain one (a CV path's short solves had spent a quarter of
+      their time on tries that this model skips; a path shares one certificate between
+      its alphas);
+    - on another support, after a miss and with ``backoff``, after twice as many
+      checkpoints as the last wait, so that such tries cost a logarithmic number of them.
 
     A Newton step that conjugate gradients could not solve within their budget (a Hessian
     too ill-conditioned, e.g. many classes on many dense columns) ends the tries.
@@ -68,18 +71,16 @@ class NewtonCertificate:
         self.within, self.backoff = within, backoff
         self._wait, self._next_wait = 0, 1
         self._useless = False
-        self._failed = None  # (plain criterion, certified criterion, support) of a miss
+        self._last = None  # (plain criterion, certified criterion, support) of the last try
 
     def due(self, criterion, tol, support=None):
         """Whether to try at this checkpoint; ``support``: a signature of W's support."""
         if self._useless or not tol or not tol < criterion <= self.within:
             return False
-        if self._failed is not None:
-            plain, certified, last_support = self._failed
-            if certified * (criterion / plain) ** 2 <= tol:
-                return True
+        if self._last is not None:
+            plain, certified, last_support = self._last
             if support == last_support:
-                return False
+                return certified * (criterion / plain) ** 2 <= tol
         if self._wait > 0:
             self._wait -= 1
             return False
@@ -96,12 +97,12 @@ class NewtonCertificate:
         certified criteria, and the support's signature."""
         if not solved:
             self._useless = True
-        elif success:
-            self._failed, self._wait, self._next_wait = None, 0, 1
-        else:
-            self._failed = (plain, certified, support)
-            if self.backoff:
-                self._wait, self._next_wait = self._next_wait, 2 * self._next_wait
+            return
+        self._last = (plain, certified, support)
+        if success:
+            self._wait, self._next_wait = 0, 1
+        elif self.backoff:
+            self._wait, self._next_wait = self._next_wait, 2 * self._next_wait
 
 
 def support_signature(W):
@@ -148,12 +149,15 @@ def newton_dual_point(problem, penalty, W, G, E, rtol=1e-3):
         if XS is None:
             return None, True
         support = _SupportOperator(problem, XS, deriv, mask)
-        max_iter = min(_CG_MAX_ITER, max(_CG_MIN_ITER, int(_CG_PASSES / (2.0 * XS_share))))
-        step, residual = _conjugate_gradients(support.hessian_product, rhs,
-                                              support.hessian_diagonal(), max_iter,
-                                              rtol)  # fmt: skip
-        if not residual <= 0.1:
-            return None, False
+        if mask.size <= _EXPLICIT_UP_TO and not sp.issparse(XS):
+            step = support.explicit_step(rhs)
+        else:
+            max_iter = min(_CG_MAX_ITER, max(_CG_MIN_ITER, int(_CG_PASSES / (2.0 * XS_share))))
+            step, residual = _conjugate_gradients(support.hessian_product, rhs,
+                                                  support.hessian_diagonal(), max_iter,
+                                                  rtol)  # fmt: skip
+            if not residual <= 0.1:
+                return None, False
         Z = support.predict(W[rows] + step)
     if problem.fit_intercept:
         Z += problem.datafit.intercept_shift(Z, problem.Y, problem.sw)
@@ -199,7 +203,13 @@ def _gram_newton_step(problem, columns, deriv, rhs):
                              problem.fit_intercept, (np.ones(of_x.size), 1.0), of_x)  # fmt: skip
     H = np.zeros((weighted.n_rows, weighted.n_rows))
     support_gram_into(weighted.data, H)
-    H /= problem.n
+    return _solve_spd(H / problem.n, rhs)
+
+
+def _solve_spd(H, rhs):
+    """H^-1 rhs for a symmetric positive semi-definite H, by Cholesky with a ridge of
+    1e-12 of its diagonal (a singular H: duplicate columns, or the multinomial's shifts,
+    along which the right-hand side has no component), else least squares."""
     H[np.diag_indices_from(H)] += 1e-12 * max(float(np.max(np.diag(H))), 1e-300)
     try:
         return cho_solve(cho_factor(H), rhs)
@@ -245,6 +255,29 @@ class _SupportOperator:
         if self.problem.fit_intercept:
             out[self.q] = T.sum(axis=0)
         return out / self.problem.n
+
+    def explicit_step(self, rhs):
+        """The Newton step from the restricted Hessian formed whole: for each pair of
+        outputs (k, l), X~_S^T diag(s_i H_i[k, l]) X~_S / n, the per-sample blocks H_i
+        from ``hessian_product`` on unit vectors; solved like one output's."""
+        pr, K = self.problem, self.problem.K
+        rows = self.mask.shape[0]
+        XS = self.XS  # dense (a sparse copy takes conjugate gradients)
+        if pr.fit_intercept:
+            XS = np.hstack([XS, np.ones((pr.n, 1))])
+        H = np.empty((rows, K, rows, K))
+        unit = np.zeros_like(self.deriv)
+        for ell in range(K):
+            unit[:, ell] = 1.0
+            column = pr.datafit.hessian_product(self.deriv, pr.Y, unit) * pr.sw[:, None]
+            unit[:, ell] = 0.0
+            for k in range(K):
+                H[:, k, :, ell] = XS.T @ (column[:, k, None] * XS)
+        keep = self.mask.ravel()
+        H = H.reshape(rows * K, rows * K)[np.ix_(keep, keep)] / pr.n
+        step = np.zeros(rows * K)
+        step[keep] = _solve_spd(H, rhs.ravel()[keep])
+        return step.reshape(rows, K)
 
     def hessian_diagonal(self):
         """The diagonal of the restricted Hessian (ones off the mask): Jacobi's

@@ -126,7 +126,7 @@ def _epoch(problem, penalty, W, R_w, sigma, b, ref, rows, rng, settings, rule):
 def solve(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction, rng,
           diagnostics, checkpoint_every=1, variance_estimate="exact", verbose=0, lazy=True,
           start=None, light=False, stability_floor=True, min_epochs=0,
-          return_checkpoint=False):  # fmt: skip
+          return_checkpoint=False, certificate=None):  # fmt: skip
     """Run SR2 for at most ``max_epochs`` epochs from ``state``; returns a new state.
 
     Stops at a checkpoint whose scale-free criterion (see :func:`checkpoint`) is at most
@@ -142,11 +142,13 @@ def solve(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction,
     nonconvex penalty w = 0 is often stationary at the criterion's step 1/L, yet SR2's own
     first steps, longer, leave it). ``return_checkpoint=True`` returns (state, the last
     checkpoint, at the returned W: a regularisation path starts its next solve there).
+    ``certificate``: the :class:`~sr2learn._certificate.NewtonCertificate` deciding when
+    the checkpoints try the Newton gap (None: a new one; a path shares one).
     ``state`` and ``diagnostics``' past records are not modified; the new checkpoints and
     steps are appended to ``diagnostics``.
     """
     s = _Settings(max_epochs, tol, variance_reduction, checkpoint_every, variance_estimate,
-                  lazy, light, verbose)  # fmt: skip
+                  lazy, light, verbose, certificate or NewtonCertificate())  # fmt: skip
     # The batches are blocks of one random order of the rows, drawn through this
     # permutation: X is never reordered (a shuffled copy would double the fit's memory).
     rows = rng.permutation(problem.n).astype(np.int64, copy=False) if max_epochs > 0 else None

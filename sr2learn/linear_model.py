@@ -17,6 +17,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ._certificate import NewtonCertificate
 from ._gram import CompressedLeastSquares, use_compressed
 from ._polish import polish
 from ._problem import LinearProblem, column_metric
@@ -401,9 +402,11 @@ class _BaseSR2(BaseEstimator):
                 converged = common["diagnostics"].converged
             else:
                 start = self._path_start(known.pop("checkpoint", None), penalty)
+                certificate = known.setdefault("certificate", NewtonCertificate())
                 state, known["checkpoint"] = solve(
                     problem, penalty, state, rule, min_epochs=int(not np.any(state.W)),
-                    start=start, light=True, return_checkpoint=True, **common)  # fmt: skip
+                    start=start, light=True, return_checkpoint=True,
+                    certificate=certificate, **common)  # fmt: skip
                 converged = known["checkpoint"].criterion <= self.tol
         self.alpha = alpha
         self._state, self._rule = state, rule

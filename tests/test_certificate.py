@@ -160,6 +160,7 @@ def test_no_support_and_too_large_a_support_give_no_certificate(kind, monkeypatc
     # Without the explicit Hessian (several outputs; one output's when too costly):
     # conjugate gradients on a copy of the support's columns, if small enough.
     monkeypatch.setattr(_certificate, "_GRAM_PASSES", 0.0)
+    monkeypatch.setattr(_certificate, "_EXPLICIT_UP_TO", 0)
     monkeypatch.setattr(_certificate, "_COPY_BYTES", 0)
     monkeypatch.setattr(_certificate, "_COPY_FRACTION", 0.2)  # 10 of 30 columns: a third
     assert newton_dual_point(problem, penalty, ck.W, ck.G, ck.D) == (None, True)
@@ -170,17 +171,20 @@ def test_no_support_and_too_large_a_support_give_no_certificate(kind, monkeypatc
 
 
 @pytest.mark.parametrize("sparse", [False, True])
-@pytest.mark.parametrize("kind", ["squared", "logistic"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_explicit_hessian_and_conjugate_gradients_give_the_same_step(kind, sparse,
                                                                      monkeypatch):
     problem, penalty = make_problem(kind, sparse, True, seed=4)
-    W = np.zeros((problem.n_rows, 1))
+    W = np.zeros((problem.n_rows, problem.K))
     W[[1, 4, 7, 20]] = 0.05
+    W[4, 0] = 0.0  # the multinomial's rows: one with a class outside the support
     ck = checkpoint(problem, penalty, W)
-    explicit, _ = newton_dual_point(problem, penalty, ck.W, ck.G, ck.D)
-    monkeypatch.setattr(_certificate, "_GRAM_PASSES", 0.0)  # never the explicit Hessian
     monkeypatch.setattr(_certificate, "_CG_MIN_ITER", 1000)
     monkeypatch.setattr(_certificate, "_CG_MAX_ITER", 1000)
+    # (sparse data with several outputs take conjugate gradients both times)
+    explicit, _ = newton_dual_point(problem, penalty, ck.W, ck.G, ck.D, rtol=1e-12)
+    monkeypatch.setattr(_certificate, "_GRAM_PASSES", 0.0)  # never the explicit Hessian
+    monkeypatch.setattr(_certificate, "_EXPLICIT_UP_TO", 0)
     iterative, _ = newton_dual_point(problem, penalty, ck.W, ck.G, ck.D, rtol=1e-12)
     scale = np.abs(iterative[0]).max()
     np.testing.assert_allclose(explicit[0], iterative[0], rtol=1e-7, atol=1e-9 * scale)
@@ -198,15 +202,16 @@ def test_tries_back_off_after_a_failure_and_stop_when_unsolved():
     assert [cert.due(1e-2, 1e-4, "S2") for _ in range(2)] == [False, True]
     cert.tried(True, False, 1e-2, 1e-3, "S2")
     assert [cert.due(1e-2, 1e-4, "S3") for _ in range(3)] == [False, False, True]
-    # On the same support: only once the plain criterion predicts success, the
+    # On the support of the last try: only once the plain criterion predicts success, the
     # certificate's gap scaling as its square (1e-3 (p / 1e-2)^2 <= 1e-4: p <= 3.2e-3).
     cert.tried(True, False, 1e-2, 1e-3, "S3")
     assert not any(cert.due(4e-3, 1e-4, "S3") for _ in range(10))
     assert cert.due(3e-3, 1e-4, "S3")
-    cert.tried(True, True)
-    assert cert.due(4e-3, 1e-4, "S3")  # a success forgets the model
+    cert.tried(True, True, 3e-3, 9e-5, "S3")
+    assert cert.due(3e-3, 1e-4, "S4")  # a success: no wait on a new support
+    assert not cert.due(4e-3, 1e-4, "S3")  # and the model still holds on its own
     cert.tried(solved=False, success=False)  # conjugate gradients failed: no more tries
-    assert not any(cert.due(1e-2, 1e-4) for _ in range(10))
+    assert not any(cert.due(1e-2, 1e-4, "S5") for _ in range(10))
     eager = NewtonCertificate(backoff=False)
     eager.tried(True, False, 1e-2, 1e-3, "S1")
     assert eager.due(1e-2, 1e-4, "S2")
@@ -264,9 +269,10 @@ def test_fits_stop_earlier_and_still_within_tol(case, monkeypatch):
     for tol in (1e-3, 1e-5):
         plain = fit(make(tol), X, y, False, monkeypatch)
         certified = fit(make(tol), X, y, True, monkeypatch)
-        assert certified.n_iter_ <= plain.n_iter_
+        # No slower (the working set's inner solves may stop at other points: a few %).
+        assert certified.n_iter_ <= 1.1 * plain.n_iter_
         got = l1_objective(certified, X, y)
         assert got <= best * (1 + tol)
         # The reported gap bounds the excess (weak duality, at the returned point).
         assert got - best <= certified.diagnostics_.last_checkpoint()["gap"] * (1 + 1e-6)
-    assert certified.n_iter_ < plain.n_iter_
+    assert certified.n_iter_ < 0.9 * plain.n_iter_  # at tol 1e-5: far fewer epochs
