@@ -490,7 +490,7 @@ class _BaseSR2(BaseEstimator):
         return self._scores(X)
 
     def _scores(self, X):
-        """X @ coef_.T + intercept_, shape (n_samples, K), for an X already validated."""
+        """``X @ coef_.T + intercept_``, shape (n_samples, K), for an X already validated."""
         coef = np.atleast_2d(self.coef_).astype(X.dtype, copy=False)
         return np.asarray(X @ coef.T) + np.atleast_1d(self.intercept_).astype(X.dtype, copy=False)
 
