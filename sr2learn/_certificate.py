@@ -36,7 +36,7 @@ _COPY_BYTES = 2**20
 # One output's Newton step comes from its explicit Hessian while that costs at most this
 # many passes' worth of X (see _gram_affordable); otherwise from conjugate gradients on a
 # copy of the support's columns.
-_GRAM_PASSES = 10.0
+_GRAM_PASSES = 20.0
 # Several outputs on dense data: the restricted Hessian is formed whole (K^2 weighted Gram
 # matrices of the support's copied columns) up to this many rows x outputs, else (and on
 # sparse data) conjugate gradients.
@@ -130,8 +130,6 @@ def newton_dual_point(problem, penalty, W, G, E, rtol=1e-3):
         return None, True
     mask = np.vstack([entries[columns], np.ones((int(problem.fit_intercept), problem.K), bool)])
     rows = np.r_[columns, np.arange(p, problem.n_rows)]
-    sw = problem.sw[:, None]
-    deriv = np.divide(E, sw, out=np.zeros_like(E), where=sw > 0)  # l'(z_i)
     rhs = -np.where(mask, G[rows], 0.0)
     rhs[: columns.size] -= np.where(mask[: columns.size], penalty.support_gradient(W[columns]), 0.0)
     if problem.datafit.shift_invariant:
@@ -142,13 +140,14 @@ def newton_dual_point(problem, penalty, W, G, E, rtol=1e-3):
         rhs[full] -= rhs[full].mean(axis=1, keepdims=True)
     if problem.K == 1 and _gram_affordable(problem, columns):
         W_newton = np.array(W, dtype=np.float64)
-        W_newton[rows] += _gram_newton_step(problem, columns, deriv, rhs)
+        W_newton[rows] += _gram_newton_step(problem, columns, _curvature_weights(problem, E),
+                                            rhs)  # fmt: skip
         Z = problem.predict(W_newton)
     else:
         XS, XS_share = _support_copy(problem, columns)
         if XS is None:
             return None, True
-        support = _SupportOperator(problem, XS, deriv, mask)
+        support = _SupportOperator(problem, XS, _loss_derivative(problem, E), mask)
         if mask.size <= _EXPLICIT_UP_TO and not sp.issparse(XS):
             step = support.explicit_step(rhs)
         else:
@@ -171,7 +170,8 @@ def _intercept_feasible(E):
     """Whether sum_i s_i l'(z_i) = 0 for every output (to rounding): the dual constraint of
     the unpenalised intercept, which its exact minimiser meets unless there is none (an
     output whose predictions are all saturated)."""
-    return bool(np.all(np.abs(E.sum(axis=0)) <= 1e-9 * np.abs(E).sum(axis=0)))
+    size = sum(np.abs(E[a : a + _ROW_SLICE]).sum(axis=0) for a in range(0, E.shape[0], _ROW_SLICE))
+    return bool(np.all(np.abs(E.sum(axis=0)) <= 1e-9 * size))
 
 
 def _of_x(problem, columns):
@@ -193,13 +193,38 @@ def _gram_affordable(problem, columns):
     return flops <= _GRAM_PASSES * entries
 
 
-def _gram_newton_step(problem, columns, deriv, rhs):
+def _loss_derivative(problem, E, sw=None):
+    """l'(z_i) per sample from E = s_i l'(z_i) (zero where the weight is zero)."""
+    sw = (problem.sw if sw is None else sw)[:, None]
+    return np.divide(E, sw, out=np.zeros_like(E), where=sw > 0)
+
+
+# Per-sample formulas of the certificate run over slices of this many rows: on one-hot data
+# each vector of n floats is about 5% of X, and the whole-array temporaries of the
+# curvature had raised a fit's peak by a fifth of X.
+_ROW_SLICE = 2**15
+
+
+def _curvature_weights(problem, E):
+    """s_i l''(z_i) for one output, from E = s_i l'(z_i), over slices of rows."""
+    n, sw = problem.n, problem.sw
+    weights = np.empty(n)
+    one = np.ones((1, 1))
+    for a in range(0, n, _ROW_SLICE):
+        rows = slice(a, min(a + _ROW_SLICE, n))
+        deriv = _loss_derivative(problem, E[rows], sw[rows])
+        weights[rows] = sw[rows] * problem.datafit.hessian_product(deriv, problem.Y[rows],
+                                                                   one)[:, 0]  # fmt: skip
+    return weights
+
+
+def _gram_newton_step(problem, columns, weights, rhs):
     """The Newton step of one output on the support ``columns`` (and the intercept), from
-    the explicit Hessian X~_S^T diag(s_i l''(z_i)) X~_S / n (compiled, X read in place),
-    solved by Cholesky (with a ridge of 1e-12 of its diagonal, for a singular one)."""
+    the explicit Hessian X~_S^T diag(s_i l''(z_i)) X~_S / n (``weights``: s_i l''(z_i);
+    compiled, X read in place), solved by Cholesky (with a ridge of 1e-12 of its diagonal,
+    for a singular one)."""
     of_x = _of_x(problem, columns)
-    curvature = problem.datafit.hessian_product(deriv, problem.Y, np.ones_like(deriv))[:, 0]
-    weighted = LinearProblem(problem.X, problem.Y, problem.sw * curvature, problem.datafit,
+    weighted = LinearProblem(problem.X, problem.Y, weights, problem.datafit,
                              problem.fit_intercept, (np.ones(of_x.size), 1.0), of_x)  # fmt: skip
     H = np.zeros((weighted.n_rows, weighted.n_rows))
     support_gram_into(weighted.data, H)
