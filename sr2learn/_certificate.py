@@ -25,7 +25,7 @@ import scipy.sparse as sp
 from scipy.linalg import cho_factor, cho_solve
 
 from ._engine import loss_pass, support_gram_into
-from ._problem import LinearProblem, _column_counts, data_nbytes
+from ._problem import LinearProblem, data_nbytes, loss_derivatives, row_slices
 
 __all__ = ["NewtonCertificate", "newton_dual_point", "support_signature"]
 
@@ -147,7 +147,7 @@ def newton_dual_point(problem, penalty, W, G, E, rtol=1e-3):
         XS, XS_share = _support_copy(problem, columns)
         if XS is None:
             return None, True
-        support = _SupportOperator(problem, XS, _loss_derivative(problem, E), mask)
+        support = _SupportOperator(problem, XS, loss_derivatives(E, problem.sw), mask)
         if mask.size <= _EXPLICIT_UP_TO and not sp.issparse(XS):
             step = support.explicit_step(rhs)
         else:
@@ -170,7 +170,7 @@ def _intercept_feasible(E):
     """Whether sum_i s_i l'(z_i) = 0 for every output (to rounding): the dual constraint of
     the unpenalised intercept, which its exact minimiser meets unless there is none (an
     output whose predictions are all saturated)."""
-    size = sum(np.abs(E[a : a + _ROW_SLICE]).sum(axis=0) for a in range(0, E.shape[0], _ROW_SLICE))
+    size = sum(np.abs(E[rows]).sum(axis=0) for rows in row_slices(E.shape[0]))
     return bool(np.all(np.abs(E.sum(axis=0)) <= 1e-9 * size))
 
 
@@ -183,36 +183,20 @@ def _gram_affordable(problem, columns):
     passes over X: sum_i nnz_i^2 flops for the support's entries nnz_i of row i (estimated
     from their mean), a pass to gather them, and (q + 1)^3 / 3 for Cholesky."""
     X, q = problem.X, columns.size
-    if sp.issparse(X):
-        if problem._column_counts is None:
-            problem._column_counts = _column_counts(X)
-        entries, support = X.nnz, int(problem._column_counts[_of_x(problem, columns)].sum())
-    else:
-        entries, support = X.size, problem.n * q
+    entries = X.nnz if sp.issparse(X) else X.size
+    support = problem.stored_entries(_of_x(problem, columns))
     flops = (support + problem.n) ** 2 / max(1, problem.n) + (q + 1) ** 3 / 3
     return flops <= _GRAM_PASSES * entries
 
 
-def _loss_derivative(problem, E, sw=None):
-    """l'(z_i) per sample from E = s_i l'(z_i) (zero where the weight is zero)."""
-    sw = (problem.sw if sw is None else sw)[:, None]
-    return np.divide(E, sw, out=np.zeros_like(E), where=sw > 0)
-
-
-# Per-sample formulas of the certificate run over slices of this many rows: on one-hot data
-# each vector of n floats is about 5% of X, and the whole-array temporaries of the
-# curvature had raised a fit's peak by a fifth of X.
-_ROW_SLICE = 2**15
-
-
 def _curvature_weights(problem, E):
-    """s_i l''(z_i) for one output, from E = s_i l'(z_i), over slices of rows."""
+    """s_i l''(z_i) for one output, from E = s_i l'(z_i), over slices of rows (whole-array
+    temporaries had raised a one-hot fit's peak by a fifth of X)."""
     n, sw = problem.n, problem.sw
     weights = np.empty(n)
     one = np.ones((1, 1))
-    for a in range(0, n, _ROW_SLICE):
-        rows = slice(a, min(a + _ROW_SLICE, n))
-        deriv = _loss_derivative(problem, E[rows], sw[rows])
+    for rows in row_slices(n):
+        deriv = loss_derivatives(E[rows], sw[rows])
         weights[rows] = sw[rows] * problem.datafit.hessian_product(deriv, problem.Y[rows],
                                                                    one)[:, 0]  # fmt: skip
     return weights
@@ -247,13 +231,11 @@ def _support_copy(problem, columns):
     and their share of X's entries."""
     X = problem.X
     of_x = _of_x(problem, columns)
+    entries = problem.stored_entries(of_x)
     if sp.issparse(X):
-        if problem._column_counts is None:
-            problem._column_counts = _column_counts(X)
-        entries = int(problem._column_counts[of_x].sum())
         size, share = entries * 12, entries / max(1, X.nnz)  # float64 and int32 index
     else:
-        size, share = problem.n * of_x.size * 8, of_x.size / max(1, X.shape[1])
+        size, share = entries * 8, of_x.size / max(1, X.shape[1])
     if size > max(_COPY_FRACTION * data_nbytes(X), _COPY_BYTES):
         return None, share
     XS = X[:, of_x]
@@ -291,11 +273,7 @@ class _SupportOperator:
         if pr.fit_intercept:
             XS = np.hstack([XS, np.ones((pr.n, 1))])
         H = np.empty((rows, K, rows, K))
-        unit = np.zeros_like(self.deriv)
-        for ell in range(K):
-            unit[:, ell] = 1.0
-            column = pr.datafit.hessian_product(self.deriv, pr.Y, unit) * pr.sw[:, None]
-            unit[:, ell] = 0.0
+        for ell, column in self._hessian_columns():
             for k in range(K):
                 H[:, k, :, ell] = XS.T @ (column[:, k, None] * XS)
         keep = self.mask.ravel()
@@ -304,18 +282,23 @@ class _SupportOperator:
         step[keep] = _solve_spd(H, rhs.ravel()[keep])
         return step.reshape(rows, K)
 
+    def _hessian_columns(self):
+        """(l, s_i H_i e_l) for each output l: the per-sample Hessians' columns, from
+        ``hessian_product`` on the unit vectors (one formula per datafit)."""
+        unit = np.zeros_like(self.deriv)
+        for ell in range(self.problem.K):
+            unit[:, ell] = 1.0
+            column = self.problem.datafit.hessian_product(self.deriv, self.problem.Y, unit)
+            unit[:, ell] = 0.0
+            yield ell, column * self.problem.sw[:, None]
+
     def hessian_diagonal(self):
         """The diagonal of the restricted Hessian (ones off the mask): Jacobi's
-        preconditioner. The per-sample diagonal comes from ``hessian_product`` on the unit
-        vectors (one formula per datafit)."""
+        preconditioner."""
         pr = self.problem
-        unit = np.zeros_like(self.deriv)
         per_sample = np.empty_like(self.deriv)
-        for k in range(pr.K):
-            unit[:, k] = 1.0
-            per_sample[:, k] = pr.datafit.hessian_product(self.deriv, pr.Y, unit)[:, k]
-            unit[:, k] = 0.0
-        per_sample *= pr.sw[:, None]
+        for k, column in self._hessian_columns():
+            per_sample[:, k] = column[:, k]
         squares = self.XS.multiply(self.XS) if sp.issparse(self.XS) else np.square(self.XS)
         diag = np.empty_like(self.mask, dtype=np.float64)
         diag[: self.q] = np.asarray(squares.T @ per_sample)

@@ -19,6 +19,7 @@ import numpy as np
 
 from ._certificate import newton_dual_point, support_signature
 from ._engine import loss_pass
+from ._problem import loss_derivatives, row_slices
 from ._rule import SR2Rule
 
 __all__ = ["Checkpoint", "checkpoint", "draw_step", "prox_step"]
@@ -131,14 +132,6 @@ def _subdiff_dist_sq(problem, penalty, W, G):
     return out
 
 
-# NumPy formulas applied sample by sample run over slices of this many rows.
-_ROW_SLICE = 2**15
-
-
-def _row_slices(n):
-    return (slice(a, min(a + _ROW_SLICE, n)) for a in range(0, n, _ROW_SLICE))
-
-
 def _exact_variance(problem, E, mean_grad, batch_size, E_ref=None):
     """E||grad f(w) - g||^2 (metric's dual norm) of the batch mean of per-sample gradients
     x~_i e_i^T drawn without replacement: (n - b) / (b (n - 1)) times their variance.
@@ -148,7 +141,7 @@ def _exact_variance(problem, E, mean_grad, batch_size, E_ref=None):
         return 0.0
     norms = problem.row_norms_sq
     second = 0.0
-    for rows in _row_slices(n):
+    for rows in row_slices(n):
         e = E[rows] if E_ref is None else E[rows] - E_ref[rows]
         second += float(np.dot(norms[rows], np.einsum("ij,ij->i", e, e)))
     pop = max(0.0, second / n - _dual_sq(problem, mean_grad))
@@ -159,9 +152,8 @@ def _dual_objective(problem, E, kappa):
     """-(1/n) sum_i s_i l*(-theta_i) at the dual point theta_i = -kappa l'(z_i), with
     l'(z_i) = e_i / s_i recovered from E (a sample of weight zero adds nothing)."""
     total = 0.0
-    for rows in _row_slices(problem.n):
-        sw = problem.sw[rows, None]
-        U = np.divide(E[rows], sw, out=np.zeros_like(E[rows]), where=sw > 0)
+    for rows in row_slices(problem.n):
+        U = loss_derivatives(E[rows], problem.sw[rows])
         U *= kappa
         # A product and a sum, not BLAS's dot: OpenBLAS threads a dot of more than 10,000
         # entries, and on busy cores waiting for its second thread cost milliseconds a

@@ -249,10 +249,17 @@ class LinearProblem:
         """The size of a copy of the columns ``of_x`` of X."""
         if not sp.issparse(self.X):
             return self.n * of_x.size * self.X.itemsize
+        entry = self.X.data.itemsize + self.X.indices.itemsize
+        return self.stored_entries(of_x) * entry + self.X.indptr.nbytes
+
+    def stored_entries(self, of_x):
+        """The entries of X stored in its columns ``of_x`` (all n of each for dense X;
+        for CSR counted once per problem and cached)."""
+        if not sp.issparse(self.X):
+            return self.n * of_x.size
         if self._column_counts is None:
             self._column_counts = _column_counts(self.X)
-        entry = self.X.data.itemsize + self.X.indices.itemsize
-        return int(self._column_counts[of_x].sum()) * entry + self.X.indptr.nbytes
+        return int(self._column_counts[of_x].sum())
 
     @property
     def row_norms_sq(self):
@@ -311,6 +318,22 @@ def _stored_columns(XB):
     present = np.unique(XB.indices)
     indices = np.searchsorted(present, XB.indices)
     return sp.csr_matrix((XB.data, indices, XB.indptr), shape=(XB.shape[0], present.size)), present
+
+
+# NumPy formulas applied sample by sample run over slices of this many rows, so that their
+# temporaries stay small (on one-hot data each vector of n floats is about 5% of X).
+ROW_SLICE = 2**15
+
+
+def row_slices(n):
+    """Slices of ROW_SLICE rows covering range(n)."""
+    return (slice(a, min(a + ROW_SLICE, n)) for a in range(0, n, ROW_SLICE))
+
+
+def loss_derivatives(E, sw):
+    """l'(z_i) per sample from E = s_i l'(z_i), zero where the weight s_i is zero."""
+    sw = sw[:, None]
+    return np.divide(E, sw, out=np.zeros_like(E), where=sw > 0)
 
 
 def _column_counts(X):

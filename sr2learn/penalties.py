@@ -126,7 +126,7 @@ class L1(Penalty):
 
     def subdiff_distance(self, w, grad):
         xp = array_namespace(w, grad)
-        nonzero = xp.abs(grad + self.alpha * xp.sign(w))
+        nonzero = xp.abs(grad + self.support_gradient(w))
         at_zero = xp.clip(xp.abs(grad) - self.alpha, min=0.0)
         return xp.where(w != 0, nonzero, at_zero)
 
