@@ -11,7 +11,7 @@ diagnostics' Theorem 4 terms) and the compiled epoch of :mod:`sr2learn._engine`.
 """
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -73,7 +73,7 @@ class _Settings:
     lazy: bool = True
     light: bool = False
     verbose: int = 0
-    certificate: NewtonCertificate | None = field(default_factory=NewtonCertificate)
+    certificate: NewtonCertificate | None = None  # None: no Newton gap (see checkpoint)
 
 
 class _StepLog:
