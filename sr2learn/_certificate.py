@@ -289,8 +289,11 @@ class _SupportOperator:
         for ell in range(self.problem.K):
             unit[:, ell] = 1.0
             column = self.problem.datafit.hessian_product(self.deriv, self.problem.Y, unit)
+            # Weighted (a new array) before unit is reset: the squared loss's product is
+            # unit itself, which the reset had zeroed (a zero Hessian, a NaN step).
+            column = column * self.problem.sw[:, None]
             unit[:, ell] = 0.0
-            yield ell, column * self.problem.sw[:, None]
+            yield ell, column
 
     def hessian_diagonal(self):
         """The diagonal of the restricted Hessian (ones off the mask): Jacobi's
