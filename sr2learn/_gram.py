@@ -187,4 +187,11 @@ class CompressedLeastSquares(LinearProblem):
     def __init__(self, X, Y, sample_weight, datafit, fit_intercept, metric):
         Xc, yc, moments = compressed_least_squares(X, Y[:, 0], sample_weight, fit_intercept)
         super().__init__(Xc, yc[:, None], np.ones(yc.size), datafit, fit_intercept, metric)
+        self.moments = moments
         self._lipschitz = datafit.curvature * largest_eig_moments(moments, self.inv_metric)
+
+    def support_hessian(self, rows):
+        """The Hessian of the loss on the variables ``rows`` (coefficients, and p for the
+        intercept), from the moments: the Newton certificate's, without a pass over the
+        rows (sr2learn._certificate)."""
+        return self.datafit.curvature * self.moments[np.ix_(rows, rows)]

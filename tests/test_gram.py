@@ -6,7 +6,7 @@ import scipy.sparse as sp
 from sklearn.linear_model import Lasso
 
 from sr2learn import SR2Regressor, _gram
-from sr2learn._checkpoint import checkpoint
+from sr2learn._checkpoint import _dual_objective, checkpoint
 from sr2learn._gram import CompressedLeastSquares, compressed_least_squares, use_compressed
 from sr2learn._problem import LinearProblem, column_metric
 from sr2learn.datafits import Quadratic
@@ -70,6 +70,28 @@ def test_checkpoint_on_compressed_rows_is_the_data_checkpoint():
     assert b.gap == pytest.approx(a.gap, rel=1e-9)
     np.testing.assert_allclose(b.W, a.W, rtol=1e-12)  # the same exact intercept
     np.testing.assert_allclose(b.G, a.G, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_the_newton_certificate_takes_the_hessian_from_the_moments(fit_intercept, count_calls):
+    """No pass over the rows for the Newton step; the data's dual point all the same."""
+    from sr2learn import _certificate
+
+    X, y, sw = _tall()
+    datafit, penalty = Quadratic(), L1(0.05)
+    metric = column_metric(X, sw)
+    full = LinearProblem(X, y[:, None], sw, datafit, fit_intercept, metric)
+    small = CompressedLeastSquares(X, y[:, None], sw, datafit, fit_intercept, metric)
+    W = np.zeros((full.n_rows, 1))
+    W[:8, 0] = np.random.default_rng(2).standard_normal(8)
+    passes = count_calls(_certificate, "_gram_newton_step")
+    duals = []
+    for problem in (full, small):
+        ck = checkpoint(problem, penalty, W)
+        (E, kappa), solved = _certificate.newton_dual_point(problem, penalty, ck.W, ck.G, ck.D)
+        duals.append((_dual_objective(problem, E, kappa), kappa))
+    assert len(passes) == 1  # the full problem's
+    np.testing.assert_allclose(duals[1], duals[0], rtol=1e-9)
 
 
 def test_rank_deficient_and_constant_data():
