@@ -17,6 +17,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ._gram import FoldGrams, use_compressed
 from ._problem import LinearProblem
 from ._sr2 import VARIANCE_REDUCTIONS
 from .datafits import Logistic, Quadratic
@@ -105,16 +106,18 @@ def alpha_max(estimator, X, y, sample_weight=None):
     return hi
 
 
-def _walk_path(est, alphas, X, y, sample_weight, after_fit=None, last_fit_params=None):
+def _walk_path(est, alphas, X, y, sample_weight, after_fit=None, last_fit_params=None,
+               constants=None):  # fmt: skip
     """Fit the warm-started ``est`` at each alpha in turn, calling ``after_fit(est)`` after
-    each fit; returns how many of the fits did not converge.
+    each fit; returns how many of the fits did not converge. ``constants``: what is
+    already known of the data (e.g. ``{"gram": ...}``, a fold's Gram).
 
     The first alpha is an ordinary ``fit`` (it validates the data and builds the problem);
     the next ones solve that same problem again (``_refit_on_path``: no validation, no
     diagnostics). With ``last_fit_params``, the last alpha is an ordinary ``fit`` too, with
     these parameters set (the model a user gets, whose ``diagnostics_`` are its own)."""
     unconverged = 0
-    est._path_constants = {}  # the same data at every alpha: its problem once
+    est._path_constants = dict(constants or {})  # the same data at every alpha: once
     try:
         for i, alpha in enumerate(alphas):
             ordinary = i == 0
@@ -144,10 +147,12 @@ def _unrecorded(base):
     return {"checkpoint_every": base.max_iter} if base.variance_reduction == "svrg" else {}
 
 
-def _fit_path(base, X, y, sample_weight, train, test, alphas, scorer, classes, keep):
+def _fit_path(base, X, y, sample_weight, train, test, alphas, scorer, classes, keep,
+              constants=None):  # fmt: skip
     """Scores on ``test`` of the warm-started path fitted on ``train`` (with
     ``sample_weight``, both the fits and the scores are weighted by it), the number of
-    unconverged fits, and when ``keep``, each alpha's solution (W, sigma)."""
+    unconverged fits, and when ``keep``, each alpha's solution (W, sigma). ``constants``:
+    as in :func:`_walk_path`."""
     est = clone(base).set_params(warm_start=True, **_unrecorded(base))
     if classes is not None:
         est._all_classes = classes  # every fold fits every class of the whole y
@@ -162,7 +167,8 @@ def _fit_path(base, X, y, sample_weight, train, test, alphas, scorer, classes, k
         if keep:
             solutions.append((fitted._state.W.copy(), fitted.sigma_))
 
-    unconverged = _walk_path(est, alphas, X[train], y[train], sw_train, after_fit=after_fit)
+    unconverged = _walk_path(est, alphas, X[train], y[train], sw_train, after_fit=after_fit,
+                             constants=constants)  # fmt: skip
     return scores, unconverged, solutions
 
 
@@ -316,14 +322,15 @@ class _SR2CVMixin:
         if classes is None and (self.scoring is None or isinstance(self.scoring, str)):
             scorer = _REGRESSION_SCORERS.get(self.scoring, scorer)
         folds = list(cv.split(X, y))
+        constants = self._data_constants(X, y, sample_weight, folds)
         # l1 is convex: its refit can start at alpha_ from the folds' mean solution (as
         # LogisticRegressionCV's does). A nonconvex penalty's path chooses among local
         # minima: its refit walks the path, as the folds did.
         from_folds = self.penalty == "l1"
         results = Parallel(n_jobs=self.n_jobs)(
             delayed(_fit_path)(fold_base, X, y, sample_weight, train, test, alphas, scorer,
-                               classes, from_folds)  # fmt: skip
-            for train, test in folds
+                               classes, from_folds, fold_constants)  # fmt: skip
+            for (train, test), fold_constants in zip(folds, constants[:-1], strict=True)
         )
         self.scores_path_ = np.array([scores for scores, _, _ in results])
         unconverged = sum(count for _, count, _ in results)
@@ -331,7 +338,8 @@ class _SR2CVMixin:
         best = int(np.argmax(self.scores_path_.mean(axis=0)))
         self.alpha_ = float(alphas[best])
         est, refits, refit_unconverged = self._refit(base, X, y, sample_weight, best,
-                                                     results if from_folds else None)
+                                                     results if from_folds else None,
+                                                     constants[-1])  # fmt: skip
         unconverged += refit_unconverged
         if unconverged:
             warnings.warn(
@@ -348,10 +356,11 @@ class _SR2CVMixin:
                 setattr(self, name, getattr(est, name))
         return self
 
-    def _refit(self, base, X, y, sample_weight, best, fold_results):
+    def _refit(self, base, X, y, sample_weight, best, fold_results, constants):
         """The estimator fitted on all the data at ``alpha_``, how many fits that took, and
         how many of them did not converge. With ``fold_results`` (l1), one fit from the
-        folds' mean solution at ``alpha_``; without, a walk down the path to ``alpha_``."""
+        folds' mean solution at ``alpha_``; without, a walk down the path to ``alpha_``.
+        ``constants``: as in :func:`_walk_path`."""
         est = clone(base).set_params(warm_start=True)
         if fold_results is not None:
             alphas = self.alphas_[best : best + 1]
@@ -364,7 +373,8 @@ class _SR2CVMixin:
         # on the way there, as in the folds, none are kept.
         est.set_params(**_unrecorded(base))
         unconverged = _walk_path(est, alphas, X, y, sample_weight,
-                                 last_fit_params=dict(checkpoint_every=base.checkpoint_every))
+                                 last_fit_params=dict(checkpoint_every=base.checkpoint_every),
+                                 constants=constants)  # fmt: skip
         return est, len(alphas), unconverged
 
     def _alpha_grid(self, base, X, y, sample_weight):
@@ -385,6 +395,11 @@ class _SR2CVMixin:
     def _fold_base(self, base, y):
         """The estimator the folds clone, and the classes they all fit (None: regression)."""
         return base, None
+
+    def _data_constants(self, X, y, sample_weight, folds):
+        """What each fold's path knows of its data before its first fit, then the refit's
+        (see :func:`_walk_path`): nothing by default."""
+        return [{} for _ in range(len(folds) + 1)]
 
     def predict(self, X):
         check_is_fitted(self)
@@ -435,6 +450,23 @@ class SR2RegressorCV(_SR2CVMixin, RegressorMixin, BaseEstimator):
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
+
+    def _data_constants(self, X, y, sample_weight, folds):
+        """Least squares on tall dense data: each fold's Gram from one Gram of all the
+        rows (``sr2learn._gram.FoldGrams``; used where a fit compresses its rows)."""
+        if not use_compressed(X):
+            return super()._data_constants(X, y, sample_weight, folds)
+        grams = FoldGrams(X, y, sample_weight)
+        constants = []
+        for train in [train for train, _ in folds] + [np.arange(X.shape[0])]:
+            kept = np.zeros(X.shape[0], dtype=bool)
+            kept[train] = True
+            if np.count_nonzero(kept) != len(train):  # rows drawn twice: not a subset
+                constants.append({})
+                continue
+            gram = grams.of_rows(np.flatnonzero(~kept), self.fit_intercept)
+            constants.append({"gram": gram})
+        return constants
 
 
 class SR2ClassifierCV(_SR2CVMixin, ClassifierMixin, BaseEstimator):

@@ -742,12 +742,16 @@ class SR2Regressor(RegressorMixin, _BaseSR2):
         """On dense X with at least 4 max(p + 2, 256) rows, the squared loss on
         max(p + 2, 256) rows with the moments of the data (``sr2learn._gram``): the same
         objective, gradient, duality gap and L for every coefficient, at a fraction of the
-        cost of a pass over X; L comes from the same Gram matrix. None otherwise."""
+        cost of a pass over X; L comes from the same Gram matrix. None otherwise. A
+        cross-validation fold's Gram may be given (``_path_constants["gram"]``, see
+        ``sr2learn._gram.FoldGrams``)."""
         if not use_compressed(X):
             return None
         if metric is None:
             metric = column_metric(X, sample_weight)
-        return CompressedLeastSquares(X, Y, sample_weight, datafit, self.fit_intercept, metric)
+        gram = (getattr(self, "_path_constants", None) or {}).get("gram")
+        return CompressedLeastSquares(X, Y, sample_weight, datafit, self.fit_intercept, metric,
+                                      gram)  # fmt: skip
 
     @_fit_context(prefer_skip_nested_validation=True)
     @_unfitted_on_failure

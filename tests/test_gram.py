@@ -143,3 +143,56 @@ def test_compressed_fit_solves_the_lasso_and_reports_its_objective(fit_intercept
     assert mine <= best * (1 + 1e-8)
     assert est.diagnostics_.last_checkpoint()["objective"] == pytest.approx(mine, rel=1e-10)
     assert est.coef_.dtype == X.dtype
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("weighted", [True, False])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_folds_gram_is_the_gram_of_its_rows(fit_intercept, weighted, dtype):
+    X, y, sw = _tall()
+    X = X.astype(dtype)
+    sw = sw if weighted else None
+    held_out = np.random.default_rng(4).choice(X.shape[0], 300, replace=False)
+    kept = np.setdiff1d(np.arange(X.shape[0]), held_out)
+    mean, centred = _gram.FoldGrams(X, y, sw).of_rows(held_out, fit_intercept)
+    # The fit's weights: normalised to mean 1 over the fold's rows.
+    s = np.ones(kept.size) if sw is None else sw[kept] * (kept.size / sw[kept].sum())
+    Z = np.c_[X[kept].astype(np.float64), y[kept]]
+    expected_mean = s @ Z / kept.size if fit_intercept else np.zeros(Z.shape[1])
+    np.testing.assert_allclose(mean, expected_mean, rtol=1e-10, atol=1e-12)
+    expected = ((Z - expected_mean).T * s) @ (Z - expected_mean)
+    np.testing.assert_allclose(centred, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
+
+
+def test_a_folds_gram_that_would_lose_digits_is_not_given():
+    X, y, _ = _tall()
+    held_out = np.arange(300)
+    assert _gram.FoldGrams(X + 1e6, y, None).of_rows(held_out, True) is None  # the centring
+    assert _gram.FoldGrams(X + 1e6, y, None).of_rows(held_out, False) is not None
+    X[held_out, 3] = 1e6  # the held-out rows carry a column's squares: the subtraction
+    assert _gram.FoldGrams(X, y, None).of_rows(held_out, False) is None
+
+
+@pytest.mark.parametrize("cv", ["kfold", "shuffle", "bootstrap"])
+def test_cv_folds_take_their_grams_from_one_gram(cv, count_calls):
+    from sklearn.model_selection import KFold, ShuffleSplit
+
+    from sr2learn import SR2RegressorCV
+
+    X, y, sw = _tall(n=2000)
+    rng = np.random.default_rng(5)
+    splits = {"kfold": KFold(4, shuffle=True, random_state=0),
+              "shuffle": ShuffleSplit(3, train_size=0.6, test_size=0.2, random_state=0),
+              "bootstrap": [(rng.integers(0, 2000, 2000), np.arange(300)) for _ in range(3)]}
+    # solved tightly: the two differ in rounding, which moves where a fit meets tol
+    params = dict(alphas=[0.5, 0.1, 0.02], cv=splits[cv], tol=1e-10, random_state=0)
+    formed = count_calls(_gram, "_centred_gram")
+    shared = SR2RegressorCV(**params).fit(X, y, sample_weight=sw)
+    # one Gram of all the rows (no fold forms its own), but for rows drawn twice
+    assert len(formed) == (0 if cv != "bootstrap" else 3)
+    own = SR2RegressorCV(**params)
+    own._data_constants = lambda X, y, sw, folds: [{} for _ in range(len(folds) + 1)]
+    own.fit(X, y, sample_weight=sw)
+    assert len(formed) > (0 if cv != "bootstrap" else 3)
+    assert shared.alpha_ == own.alpha_
+    np.testing.assert_allclose(shared.scores_path_, own.scores_path_, rtol=1e-6)
