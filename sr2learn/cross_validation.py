@@ -415,6 +415,18 @@ class SR2RegressorCV(_SR2CVMixin, RegressorMixin, BaseEstimator):
     __doc__ = (
         "SR2Regressor with alpha chosen by cross-validation along warm-started paths.\n"
         + _CV_DOC.format(strat="", score="R^2", base="SR2Regressor", extra="", attrs="")
+        + """
+    Notes
+    -----
+    On tall dense data, where :class:`SR2Regressor` runs on rows compressed through the
+    Gram matrix of [X, 1, y], one Gram of all the rows serves every fold (and the refit):
+    a fold's is that Gram minus its held-out rows' (n p^2 flops in all, not (k - 1) n p^2
+    for k folds). A fold whose subtraction or centring would lose digits (a column's mean
+    large against its spread; the held-out rows carrying most of a column's squares), or
+    whose training rows repeat, forms its own. The scorers None ("r2") and
+    "neg_mean_squared_error" are computed directly at each alpha, without scikit-learn's
+    checks of data the CV has validated.
+"""
     )
     _base_class = SR2Regressor
     _base_params = ("penalty", "fit_intercept", "batch_size", "variance_reduction", "max_iter",
