@@ -56,10 +56,12 @@ def compressed_rows(n_features):
     return max(n_features + 2, MIN_ROWS)
 
 
-def use_compressed(X):
+def use_compressed(X, n_samples=None):
     """Whether least squares on X should run on its compressed rows: dense X with at least
-    ``1 / MAX_ROW_FRACTION`` times as many rows as the compression has."""
-    return not sp.issparse(X) and compressed_rows(X.shape[1]) <= MAX_ROW_FRACTION * X.shape[0]
+    ``1 / MAX_ROW_FRACTION`` times as many rows as the compression has. ``n_samples``:
+    the rows a fit takes from X (e.g. a fold's training rows; default: all of them)."""
+    n = X.shape[0] if n_samples is None else n_samples
+    return not sp.issparse(X) and compressed_rows(X.shape[1]) <= MAX_ROW_FRACTION * n
 
 
 def _row_slices(n, p):

@@ -466,11 +466,15 @@ class SR2RegressorCV(_SR2CVMixin, RegressorMixin, BaseEstimator):
     def _data_constants(self, X, y, sample_weight, folds):
         """Least squares on tall dense data: each fold's Gram from one Gram of all the
         rows (``sr2learn._gram.FoldGrams``; used where a fit compresses its rows)."""
-        if not use_compressed(X):
+        trains = [train for train, _ in folds] + [np.arange(X.shape[0])]
+        if not any(use_compressed(X, len(train)) for train in trains):
             return super()._data_constants(X, y, sample_weight, folds)
         grams = FoldGrams(X, y, sample_weight)
         constants = []
-        for train in [train for train, _ in folds] + [np.arange(X.shape[0])]:
+        for train in trains:
+            if not use_compressed(X, len(train)):
+                constants.append({})
+                continue
             kept = np.zeros(X.shape[0], dtype=bool)
             kept[train] = True
             if np.count_nonzero(kept) != len(train):  # rows drawn twice: not a subset

@@ -114,6 +114,7 @@ def test_when_the_fit_compresses(count_calls):
     X, y, _ = _tall()
     assert use_compressed(X)
     assert not use_compressed(X[:1000])  # fewer than 4 x 256 rows
+    assert not use_compressed(X, n_samples=1000) and use_compressed(X[:1000], n_samples=1024)
     assert not use_compressed(sp.csr_matrix(X))
     calls = count_calls(_gram, "compressed_least_squares")
     SR2Regressor(alpha=0.05, random_state=0).fit(X, y)
@@ -196,3 +197,15 @@ def test_cv_folds_take_their_grams_from_one_gram(cv, count_calls):
     assert len(formed) > (0 if cv != "bootstrap" else 3)
     assert shared.alpha_ == own.alpha_
     np.testing.assert_allclose(shared.scores_path_, own.scores_path_, rtol=1e-6)
+
+
+def test_only_folds_that_compress_get_a_gram(count_calls):
+    from sklearn.model_selection import KFold
+
+    from sr2learn import SR2RegressorCV
+
+    X, y, _ = _tall(n=1200)  # all the rows compress (1200 >= 4 x 256), a fold's 900 do not
+    raw = count_calls(_gram, "_raw_moments")
+    cv = SR2RegressorCV(alphas=[0.5, 0.1], cv=KFold(4), random_state=0, n_jobs=2).fit(X, y)
+    assert len(raw) == 1  # all the rows', for the refit (nothing held out)
+    assert cv.estimator_.diagnostics_.converged
