@@ -20,6 +20,11 @@ Then sum_k z_k z_k^T / m = sum_i s_i z_i z_i^T / n and sum_k z_k / m = mu, so th
 f, its gradient, the exact intercept, the duality gap and L on the compressed rows are
 those of the data (up to rounding): the fit, its stopping criterion and its diagnostics
 are about the user's objective.
+
+Cross-validation. :class:`FoldGrams` gives each fold's weighted mean and centred Gram from
+one Gram of [X, y, 1] over all the rows, minus the Gram of the fold's held-out rows
+(SR2RegressorCV); the compressed problem also keeps its moments, from which the Newton
+certificate takes its Hessian on a support (``support_hessian``).
 """
 
 import math
