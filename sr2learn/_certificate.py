@@ -117,7 +117,9 @@ def newton_dual_point(problem, penalty, W, G, E, rtol=1e-3):
     Returns (dual, solved): ``dual`` is (s_i l'(z_i) at w_N, its dual scale kappa), or
     None when there is no support, when it is too large (several outputs: to copy), or
     when conjugate gradients did not solve the Newton step (``solved`` False) to a tenth of
-    its residual. One output's step comes from its explicit Hessian when that is cheap
+    its residual. One output's step comes from the Hessian a problem knows
+    (``support_hessian``: least squares on compressed rows, from their moments), else
+    from its explicit Hessian when that is cheap
     (:func:`_gram_affordable`: the support's entries per row are few), else, as several
     outputs', from conjugate gradients on a copy of the support's columns.
     ``G`` and ``E`` are the checkpoint's gradient and per-sample derivatives s_i l'(z_i)
@@ -138,10 +140,15 @@ def newton_dual_point(problem, penalty, W, G, E, rtol=1e-3):
         # once the right-hand side's component along it is removed.
         full = mask.all(axis=1)
         rhs[full] -= rhs[full].mean(axis=1, keepdims=True)
-    if problem.K == 1 and _gram_affordable(problem, columns):
+    # Least squares on compressed rows knows its Hessian: the moments of its Gram.
+    known_hessian = getattr(problem, "support_hessian", None)
+    if problem.K == 1 and (known_hessian is not None or _gram_affordable(problem, columns)):
         W_newton = np.array(W, dtype=np.float64)
-        W_newton[rows] += _gram_newton_step(problem, columns, _curvature_weights(problem, E),
-                                            rhs)  # fmt: skip
+        if known_hessian is not None:
+            W_newton[rows] += _solve_spd(known_hessian(rows), rhs)
+        else:
+            W_newton[rows] += _gram_newton_step(problem, columns,
+                                                _curvature_weights(problem, E), rhs)  # fmt: skip
         Z = problem.predict(W_newton)
     else:
         XS, XS_share = _support_copy(problem, columns)
@@ -289,8 +296,11 @@ class _SupportOperator:
         for ell in range(self.problem.K):
             unit[:, ell] = 1.0
             column = self.problem.datafit.hessian_product(self.deriv, self.problem.Y, unit)
+            # Weighted (a new array) before unit is reset: the squared loss's product is
+            # unit itself, which the reset had zeroed (a zero Hessian, a NaN step).
+            column = column * self.problem.sw[:, None]
             unit[:, ell] = 0.0
-            yield ell, column * self.problem.sw[:, None]
+            yield ell, column
 
     def hessian_diagonal(self):
         """The diagonal of the restricted Hessian (ones off the mask): Jacobi's

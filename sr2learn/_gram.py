@@ -20,6 +20,11 @@ Then sum_k z_k z_k^T / m = sum_i s_i z_i z_i^T / n and sum_k z_k / m = mu, so th
 f, its gradient, the exact intercept, the duality gap and L on the compressed rows are
 those of the data (up to rounding): the fit, its stopping criterion and its diagnostics
 are about the user's objective.
+
+Cross-validation. :class:`FoldGrams` gives each fold's weighted mean and centred Gram from
+one Gram of [X, y, 1] over all the rows, minus the Gram of the fold's held-out rows
+(SR2RegressorCV); the compressed problem also keeps its moments, from which the Newton
+certificate takes its Hessian on a support (``support_hessian``).
 """
 
 import math
@@ -31,8 +36,8 @@ from scipy.linalg import eigh, lapack
 
 from ._problem import LinearProblem
 
-__all__ = ["CompressedLeastSquares", "compressed_least_squares", "compressed_rows",
-           "use_compressed"]
+__all__ = ["CompressedLeastSquares", "FoldGrams", "compressed_least_squares",
+           "compressed_rows", "use_compressed"]
 
 # At least this many compressed rows (zero rows of the factor, mixed in by the cosine
 # transform): SVRG needs enough steps of small batches per pass. With p + 2 rows only, a
@@ -56,10 +61,12 @@ def compressed_rows(n_features):
     return max(n_features + 2, MIN_ROWS)
 
 
-def use_compressed(X):
+def use_compressed(X, n_samples=None):
     """Whether least squares on X should run on its compressed rows: dense X with at least
-    ``1 / MAX_ROW_FRACTION`` times as many rows as the compression has."""
-    return not sp.issparse(X) and compressed_rows(X.shape[1]) <= MAX_ROW_FRACTION * X.shape[0]
+    ``1 / MAX_ROW_FRACTION`` times as many rows as the compression has. ``n_samples``:
+    the rows a fit takes from X (e.g. a fold's training rows; default: all of them)."""
+    n = X.shape[0] if n_samples is None else n_samples
+    return not sp.issparse(X) and compressed_rows(X.shape[1]) <= MAX_ROW_FRACTION * n
 
 
 def _row_slices(n, p):
@@ -124,7 +131,71 @@ def _factor(gram):
     return R
 
 
-def compressed_least_squares(X, y, sample_weight, fit_intercept):
+class FoldGrams:
+    """The centred Grams of the training parts of cross-validation folds, from one Gram of
+    all the rows minus each fold's held-out rows' Gram.
+
+    Why. Each fold's compressed problem needs the centred Gram of its training rows:
+    formed fold by fold, k folds cost (k - 1) n p^2 flops (and the refit n p^2 more);
+    from the Gram of [X, y, 1] over all n rows, n p^2 flops, each fold only subtracts
+    the Gram of its n / k held-out rows. The uncentred moments are centred after the
+    subtraction, which loses digits where a column's mean is large against its spread, or
+    where the held-out rows carry most of a column's squares: such a fold gets None, and
+    its fit forms its own Gram (``_centred_gram``'s careful way).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, p), dense
+    y : ndarray of shape (n,)
+    sample_weight : ndarray of shape (n,) or None
+    """
+
+    def __init__(self, X, y, sample_weight):
+        self._X, self._y = X, np.asarray(y, dtype=np.float64).ravel()
+        n = X.shape[0]
+        self._sw = (np.ones(n) if sample_weight is None
+                    else np.asarray(sample_weight, dtype=np.float64))  # fmt: skip
+        self._total = _raw_moments(self._X, self._y, self._sw)
+
+    def of_rows(self, held_out, fit_intercept):
+        """(mean, centred Gram) of the rows other than ``held_out`` (indices), as
+        :func:`compressed_least_squares` forms them with the fold's weights normalised to
+        mean 1; None where the subtraction or the centring would lose too many digits."""
+        held_out = np.asarray(held_out, dtype=np.intp)
+        kept = self._total
+        if held_out.size:
+            kept = kept - _raw_moments(self._X[held_out], self._y[held_out],
+                                       self._sw[held_out])  # fmt: skip
+        n = self._X.shape[0] - held_out.size
+        weight = kept[-1, -1]
+        lost = np.diag(kept)[:-1] * _CANCELLATION < np.diag(self._total)[:-1]
+        if not weight > 0 or np.any(lost):
+            return None
+        if not fit_intercept:
+            return np.zeros(kept.shape[0] - 1), kept[:-1, :-1] * (n / weight)
+        mean = kept[:-1, -1] / weight
+        centred = (kept[:-1, :-1] - weight * np.outer(mean, mean)) * (n / weight)
+        if not np.all(n * np.square(mean) <= _CANCELLATION * np.maximum(np.diag(centred), 0)):
+            return None
+        return mean, centred
+
+
+def _raw_moments(X, y, sw):
+    """sum_i s_i z_i z_i^T for z_i = [x_i, y_i, 1], in float64 over slices of rows."""
+    n, p = X.shape
+    moments = np.zeros((p + 2, p + 2))
+    root = np.sqrt(sw)
+    for rows in _row_slices(n, p + 1):
+        B = np.empty((rows.stop - rows.start, p + 2))
+        B[:, :p] = X[rows]
+        B[:, p] = y[rows]
+        B[:, p + 1] = 1.0
+        B *= root[rows, None]
+        moments += B.T @ B
+    return moments
+
+
+def compressed_least_squares(X, y, sample_weight, fit_intercept, gram=None):
     """Rows (Xc, yc) of float64, unit-weighted, with the squared loss of (X, y, weights).
 
     Parameters
@@ -133,6 +204,10 @@ def compressed_least_squares(X, y, sample_weight, fit_intercept):
     y : ndarray of shape (n,)
     sample_weight : ndarray of shape (n,), normalised to mean 1
     fit_intercept : bool
+    gram : tuple (mean, centred) or None, default=None
+        The weighted mean of the rows of [X, y] (zero without intercept) and the centred
+        Gram sum_i s_i (z_i - mean)(z_i - mean)^T, when known (:class:`FoldGrams`);
+        None: formed here from X.
 
     Returns
     -------
@@ -145,8 +220,11 @@ def compressed_least_squares(X, y, sample_weight, fit_intercept):
     n, p = X.shape
     sw = np.asarray(sample_weight, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).ravel()
-    mean = _weighted_mean(X, y, sw) if fit_intercept else np.zeros(p + 1)
-    centred = _centred_gram(X, y, sw, mean)
+    if gram is not None:
+        mean, centred = gram
+    else:
+        mean = _weighted_mean(X, y, sw) if fit_intercept else np.zeros(p + 1)
+        centred = _centred_gram(X, y, sw, mean)
     R = _factor(centred)
     # Random signs, then an orthonormal cosine basis: with an intercept its columns 1..r
     # (orthogonal to the constant: the q_k sum to zero), else all r of them.
@@ -182,9 +260,18 @@ class CompressedLeastSquares(LinearProblem):
     (:func:`compressed_least_squares`), with the exact L from the same Gram matrix.
 
     ``metric``: the step's metric, of X (:func:`sr2learn._problem.column_metric` of X:
-    the iterates are those of the uncompressed problem's metric)."""
+    the iterates are those of the uncompressed problem's metric); ``gram``: as in
+    :func:`compressed_least_squares`."""
 
-    def __init__(self, X, Y, sample_weight, datafit, fit_intercept, metric):
-        Xc, yc, moments = compressed_least_squares(X, Y[:, 0], sample_weight, fit_intercept)
+    def __init__(self, X, Y, sample_weight, datafit, fit_intercept, metric, gram=None):
+        Xc, yc, moments = compressed_least_squares(X, Y[:, 0], sample_weight, fit_intercept,
+                                                   gram)  # fmt: skip
         super().__init__(Xc, yc[:, None], np.ones(yc.size), datafit, fit_intercept, metric)
+        self.moments = moments
         self._lipschitz = datafit.curvature * largest_eig_moments(moments, self.inv_metric)
+
+    def support_hessian(self, rows):
+        """The Hessian of the loss on the variables ``rows`` (coefficients, and p for the
+        intercept), from the moments: the Newton certificate's, without a pass over the
+        rows (sr2learn._certificate)."""
+        return self.datafit.curvature * self.moments[np.ix_(rows, rows)]

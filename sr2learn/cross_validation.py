@@ -17,6 +17,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ._gram import FoldGrams, use_compressed
 from ._problem import LinearProblem
 from ._sr2 import VARIANCE_REDUCTIONS
 from .datafits import Logistic, Quadratic
@@ -105,16 +106,18 @@ def alpha_max(estimator, X, y, sample_weight=None):
     return hi
 
 
-def _walk_path(est, alphas, X, y, sample_weight, after_fit=None, last_fit_params=None):
+def _walk_path(est, alphas, X, y, sample_weight, after_fit=None, last_fit_params=None,
+               constants=None):  # fmt: skip
     """Fit the warm-started ``est`` at each alpha in turn, calling ``after_fit(est)`` after
-    each fit; returns how many of the fits did not converge.
+    each fit; returns how many of the fits did not converge. ``constants``: what is
+    already known of the data (e.g. ``{"gram": ...}``, a fold's Gram).
 
     The first alpha is an ordinary ``fit`` (it validates the data and builds the problem);
     the next ones solve that same problem again (``_refit_on_path``: no validation, no
     diagnostics). With ``last_fit_params``, the last alpha is an ordinary ``fit`` too, with
     these parameters set (the model a user gets, whose ``diagnostics_`` are its own)."""
     unconverged = 0
-    est._path_constants = {}  # the same data at every alpha: its problem once
+    est._path_constants = dict(constants or {})  # the same data at every alpha: once
     try:
         for i, alpha in enumerate(alphas):
             ordinary = i == 0
@@ -144,10 +147,12 @@ def _unrecorded(base):
     return {"checkpoint_every": base.max_iter} if base.variance_reduction == "svrg" else {}
 
 
-def _fit_path(base, X, y, sample_weight, train, test, alphas, scorer, classes, keep):
+def _fit_path(base, X, y, sample_weight, train, test, alphas, scorer, classes, keep,
+              constants=None):  # fmt: skip
     """Scores on ``test`` of the warm-started path fitted on ``train`` (with
     ``sample_weight``, both the fits and the scores are weighted by it), the number of
-    unconverged fits, and when ``keep``, each alpha's solution (W, sigma)."""
+    unconverged fits, and when ``keep``, each alpha's solution (W, sigma). ``constants``:
+    as in :func:`_walk_path`."""
     est = clone(base).set_params(warm_start=True, **_unrecorded(base))
     if classes is not None:
         est._all_classes = classes  # every fold fits every class of the whole y
@@ -162,7 +167,8 @@ def _fit_path(base, X, y, sample_weight, train, test, alphas, scorer, classes, k
         if keep:
             solutions.append((fitted._state.W.copy(), fitted.sigma_))
 
-    unconverged = _walk_path(est, alphas, X[train], y[train], sw_train, after_fit=after_fit)
+    unconverged = _walk_path(est, alphas, X[train], y[train], sw_train, after_fit=after_fit,
+                             constants=constants)  # fmt: skip
     return scores, unconverged, solutions
 
 
@@ -172,6 +178,31 @@ def _accuracy(est, X, y, sample_weight=None):
     data they cost more than a fold's fit at one alpha (3 classes, 300 test rows: 0.4 ms
     a score, 10% of the CV), and the labels are the CV's own."""
     return float(np.average(est._labels(est._scores(X)) == y, weights=sample_weight))
+
+
+def _neg_mean_squared_error(est, X, y, sample_weight=None):
+    """The "neg_mean_squared_error" scorer without ``predict``'s validation of X nor the
+    metric's checks of y (the CV validated both): on a 2,000 x 100 regression they cost
+    more than a fold's fit at one alpha."""
+    return -float(np.average(np.square(y - est._scores(X)[:, 0]), weights=sample_weight))
+
+
+def _r2(est, X, y, sample_weight=None):
+    """``est.score``, R^2, without the validation (see :func:`_neg_mean_squared_error`);
+    as ``r2_score``, 1 for a perfect fit of a constant target, 0 for another fit of it,
+    and scikit-learn's own scorer (NaN and its warning) for fewer than two samples."""
+    if y.shape[0] < 2:
+        return float(est.score(X, y, sample_weight=sample_weight))
+    residual = np.average(np.square(y - est._scores(X)[:, 0]), weights=sample_weight)
+    spread = np.average(np.square(y - np.average(y, weights=sample_weight)),
+                        weights=sample_weight)  # fmt: skip
+    if spread == 0:
+        return 1.0 if residual == 0 else 0.0
+    return float(1.0 - residual / spread)
+
+
+# Scorers of regressors computed without the checks of scikit-learn's (by ``scoring``).
+_REGRESSION_SCORERS = {None: _r2, "r2": _r2, "neg_mean_squared_error": _neg_mean_squared_error}
 
 
 def _scorer_with_labels(scorer, classes):
@@ -288,15 +319,18 @@ class _SR2CVMixin:
             scorer = _scorer_with_labels(scorer, classes)
         if classes is not None and self.scoring is None:
             scorer = _accuracy
+        if classes is None and (self.scoring is None or isinstance(self.scoring, str)):
+            scorer = _REGRESSION_SCORERS.get(self.scoring, scorer)
         folds = list(cv.split(X, y))
+        constants = self._data_constants(X, y, sample_weight, folds)
         # l1 is convex: its refit can start at alpha_ from the folds' mean solution (as
         # LogisticRegressionCV's does). A nonconvex penalty's path chooses among local
         # minima: its refit walks the path, as the folds did.
         from_folds = self.penalty == "l1"
         results = Parallel(n_jobs=self.n_jobs)(
             delayed(_fit_path)(fold_base, X, y, sample_weight, train, test, alphas, scorer,
-                               classes, from_folds)  # fmt: skip
-            for train, test in folds
+                               classes, from_folds, fold_constants)  # fmt: skip
+            for (train, test), fold_constants in zip(folds, constants[:-1], strict=True)
         )
         self.scores_path_ = np.array([scores for scores, _, _ in results])
         unconverged = sum(count for _, count, _ in results)
@@ -304,7 +338,8 @@ class _SR2CVMixin:
         best = int(np.argmax(self.scores_path_.mean(axis=0)))
         self.alpha_ = float(alphas[best])
         est, refits, refit_unconverged = self._refit(base, X, y, sample_weight, best,
-                                                     results if from_folds else None)
+                                                     results if from_folds else None,
+                                                     constants[-1])  # fmt: skip
         unconverged += refit_unconverged
         if unconverged:
             warnings.warn(
@@ -321,10 +356,11 @@ class _SR2CVMixin:
                 setattr(self, name, getattr(est, name))
         return self
 
-    def _refit(self, base, X, y, sample_weight, best, fold_results):
+    def _refit(self, base, X, y, sample_weight, best, fold_results, constants):
         """The estimator fitted on all the data at ``alpha_``, how many fits that took, and
         how many of them did not converge. With ``fold_results`` (l1), one fit from the
-        folds' mean solution at ``alpha_``; without, a walk down the path to ``alpha_``."""
+        folds' mean solution at ``alpha_``; without, a walk down the path to ``alpha_``.
+        ``constants``: as in :func:`_walk_path`."""
         est = clone(base).set_params(warm_start=True)
         if fold_results is not None:
             alphas = self.alphas_[best : best + 1]
@@ -337,7 +373,8 @@ class _SR2CVMixin:
         # on the way there, as in the folds, none are kept.
         est.set_params(**_unrecorded(base))
         unconverged = _walk_path(est, alphas, X, y, sample_weight,
-                                 last_fit_params=dict(checkpoint_every=base.checkpoint_every))
+                                 last_fit_params=dict(checkpoint_every=base.checkpoint_every),
+                                 constants=constants)  # fmt: skip
         return est, len(alphas), unconverged
 
     def _alpha_grid(self, base, X, y, sample_weight):
@@ -359,6 +396,11 @@ class _SR2CVMixin:
         """The estimator the folds clone, and the classes they all fit (None: regression)."""
         return base, None
 
+    def _data_constants(self, X, y, sample_weight, folds):
+        """What each fold's path knows of its data before its first fit, then the refit's
+        (see :func:`_walk_path`): nothing by default."""
+        return [{} for _ in range(len(folds) + 1)]
+
     def predict(self, X):
         check_is_fitted(self)
         return self.estimator_.predict(X)
@@ -373,6 +415,18 @@ class SR2RegressorCV(_SR2CVMixin, RegressorMixin, BaseEstimator):
     __doc__ = (
         "SR2Regressor with alpha chosen by cross-validation along warm-started paths.\n"
         + _CV_DOC.format(strat="", score="R^2", base="SR2Regressor", extra="", attrs="")
+        + """
+    Notes
+    -----
+    On tall dense data, where :class:`SR2Regressor` runs on rows compressed through the
+    Gram matrix of [X, 1, y], one Gram of all the rows serves every fold (and the refit):
+    a fold's is that Gram minus its held-out rows' (n p^2 flops in all, not (k - 1) n p^2
+    for k folds). A fold whose subtraction or centring would lose digits (a column's mean
+    large against its spread; the held-out rows carrying most of a column's squares), or
+    whose training rows repeat, forms its own. The scorers None ("r2") and
+    "neg_mean_squared_error" are computed directly at each alpha, without scikit-learn's
+    checks of data the CV has validated.
+"""
     )
     _base_class = SR2Regressor
     _base_params = ("penalty", "fit_intercept", "batch_size", "variance_reduction", "max_iter",
@@ -408,6 +462,27 @@ class SR2RegressorCV(_SR2CVMixin, RegressorMixin, BaseEstimator):
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
+
+    def _data_constants(self, X, y, sample_weight, folds):
+        """Least squares on tall dense data: each fold's Gram from one Gram of all the
+        rows (``sr2learn._gram.FoldGrams``; used where a fit compresses its rows)."""
+        trains = [train for train, _ in folds] + [np.arange(X.shape[0])]
+        if not any(use_compressed(X, len(train)) for train in trains):
+            return super()._data_constants(X, y, sample_weight, folds)
+        grams = FoldGrams(X, y, sample_weight)
+        constants = []
+        for train in trains:
+            if not use_compressed(X, len(train)):
+                constants.append({})
+                continue
+            kept = np.zeros(X.shape[0], dtype=bool)
+            kept[train] = True
+            if np.count_nonzero(kept) != len(train):  # rows drawn twice: not a subset
+                constants.append({})
+                continue
+            gram = grams.of_rows(np.flatnonzero(~kept), self.fit_intercept)
+            constants.append({"gram": gram})
+        return constants
 
 
 class SR2ClassifierCV(_SR2CVMixin, ClassifierMixin, BaseEstimator):

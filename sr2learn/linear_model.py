@@ -387,7 +387,13 @@ class _BaseSR2(BaseEstimator):
         known = self._path_constants
         problem = known["problem"]
         penalty = check_penalty(self.penalty, alpha)
-        seed = check_random_state(self.random_state).randint(2**31 - 1)
+        seed = known.get("seed")
+        if seed is None:
+            seed = check_random_state(self.random_state).randint(2**31 - 1)
+            if isinstance(self.random_state, numbers.Integral):
+                # The same at every alpha: drawn once (a RandomState each time cost about
+                # a twentieth of a 2,000 x 100 regression's CV).
+                known["seed"] = seed
         gen = np.random.default_rng(seed)
         b = self._batch_size(problem, False)
         state = SolverState(W=self._state.W.copy(), sigma=self.sigma_, batch_size=b)
@@ -736,12 +742,16 @@ class SR2Regressor(RegressorMixin, _BaseSR2):
         """On dense X with at least 4 max(p + 2, 256) rows, the squared loss on
         max(p + 2, 256) rows with the moments of the data (``sr2learn._gram``): the same
         objective, gradient, duality gap and L for every coefficient, at a fraction of the
-        cost of a pass over X; L comes from the same Gram matrix. None otherwise."""
+        cost of a pass over X; L comes from the same Gram matrix. None otherwise. A
+        cross-validation fold's Gram may be given (``_path_constants["gram"]``, see
+        ``sr2learn._gram.FoldGrams``)."""
         if not use_compressed(X):
             return None
         if metric is None:
             metric = column_metric(X, sample_weight)
-        return CompressedLeastSquares(X, Y, sample_weight, datafit, self.fit_intercept, metric)
+        gram = (getattr(self, "_path_constants", None) or {}).get("gram")
+        return CompressedLeastSquares(X, Y, sample_weight, datafit, self.fit_intercept, metric,
+                                      gram)  # fmt: skip
 
     @_fit_context(prefer_skip_nested_validation=True)
     @_unfitted_on_failure

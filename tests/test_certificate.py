@@ -183,12 +183,14 @@ def test_explicit_hessian_and_conjugate_gradients_give_the_same_step(kind, spars
     monkeypatch.setattr(_certificate, "_CG_MAX_ITER", 1000)
     # (sparse data with several outputs take conjugate gradients both times)
     explicit, _ = newton_dual_point(problem, penalty, ck.W, ck.G, ck.D, rtol=1e-12)
-    monkeypatch.setattr(_certificate, "_GRAM_PASSES", 0.0)  # never the explicit Hessian
-    monkeypatch.setattr(_certificate, "_EXPLICIT_UP_TO", 0)
+    monkeypatch.setattr(_certificate, "_GRAM_PASSES", 0.0)  # one output: not its Gram
+    formed, _ = newton_dual_point(problem, penalty, ck.W, ck.G, ck.D, rtol=1e-12)
+    monkeypatch.setattr(_certificate, "_EXPLICIT_UP_TO", 0)  # never the explicit Hessian
     iterative, _ = newton_dual_point(problem, penalty, ck.W, ck.G, ck.D, rtol=1e-12)
     scale = np.abs(iterative[0]).max()
-    np.testing.assert_allclose(explicit[0], iterative[0], rtol=1e-7, atol=1e-9 * scale)
-    assert explicit[1] == pytest.approx(iterative[1], rel=1e-9)
+    for other in (explicit, formed):
+        np.testing.assert_allclose(other[0], iterative[0], rtol=1e-7, atol=1e-9 * scale)
+        assert other[1] == pytest.approx(iterative[1], rel=1e-9)
 
 
 def test_tries_back_off_after_a_failure_and_stop_when_unsolved():

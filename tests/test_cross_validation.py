@@ -322,3 +322,36 @@ def test_folds_without_svrg_check_tol_at_every_epoch(CV, data, request, count_ca
     CV(alphas=alphas, cv=3, variance_reduction="growing_batch", max_iter=300, tol=1e-3,
        random_state=0).fit(X, y)  # fmt: skip
     assert len(epochs) < 3 * 300  # the three folds' first fits alone made 900
+
+
+@pytest.mark.parametrize("scoring, metric", [(None, "r2"), ("r2", "r2"),
+                                             ("neg_mean_squared_error", "mse")])  # fmt: skip
+@pytest.mark.parametrize("weighted", [False, True])
+def test_the_regression_scores_are_scikit_learns(diabetes, scoring, metric, weighted):
+    # The path's own R^2 and MSE (no validation at each alpha) against scikit-learn's
+    # scorers, with the test folds' weights.
+    from sklearn.metrics import make_scorer, mean_squared_error, r2_score
+
+    X, y = diabetes
+    sw = np.random.default_rng(0).uniform(0.0, 2.0, len(y)) if weighted else None
+    reference = (make_scorer(r2_score) if metric == "r2"
+                 else make_scorer(mean_squared_error, greater_is_better=False))  # fmt: skip
+    alphas = alpha_max(SR2Regressor(), X, y) * np.array([1.0, 0.1, 0.01])
+    params = dict(alphas=alphas, cv=3, random_state=0)
+    fast = SR2RegressorCV(scoring=scoring, **params).fit(X, y, sample_weight=sw)
+    slow = SR2RegressorCV(scoring=reference, **params).fit(X, y, sample_weight=sw)
+    np.testing.assert_allclose(fast.scores_path_, slow.scores_path_, rtol=1e-12)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_the_r2_of_a_constant_target_is_r2_scores(weighted):
+    from sklearn.metrics import r2_score
+
+    from sr2learn.cross_validation import _r2
+
+    X = np.random.default_rng(0).standard_normal((20, 3))
+    sw = np.random.default_rng(1).uniform(0.5, 2.0, 20) if weighted else None
+    est = SR2Regressor(alpha=10.0).fit(X, np.full(20, 3.0))
+    for y in (np.full(20, 3.0), np.full(20, 4.0)):
+        expected = r2_score(y, est.predict(X), sample_weight=sw)
+        assert _r2(est, X, y, sample_weight=sw) == expected

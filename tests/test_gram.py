@@ -6,7 +6,7 @@ import scipy.sparse as sp
 from sklearn.linear_model import Lasso
 
 from sr2learn import SR2Regressor, _gram
-from sr2learn._checkpoint import checkpoint
+from sr2learn._checkpoint import _dual_objective, checkpoint
 from sr2learn._gram import CompressedLeastSquares, compressed_least_squares, use_compressed
 from sr2learn._problem import LinearProblem, column_metric
 from sr2learn.datafits import Quadratic
@@ -72,6 +72,28 @@ def test_checkpoint_on_compressed_rows_is_the_data_checkpoint():
     np.testing.assert_allclose(b.G, a.G, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_the_newton_certificate_takes_the_hessian_from_the_moments(fit_intercept, count_calls):
+    """No pass over the rows for the Newton step; the data's dual point all the same."""
+    from sr2learn import _certificate
+
+    X, y, sw = _tall()
+    datafit, penalty = Quadratic(), L1(0.05)
+    metric = column_metric(X, sw)
+    full = LinearProblem(X, y[:, None], sw, datafit, fit_intercept, metric)
+    small = CompressedLeastSquares(X, y[:, None], sw, datafit, fit_intercept, metric)
+    W = np.zeros((full.n_rows, 1))
+    W[:8, 0] = np.random.default_rng(2).standard_normal(8)
+    passes = count_calls(_certificate, "_gram_newton_step")
+    duals = []
+    for problem in (full, small):
+        ck = checkpoint(problem, penalty, W)
+        (E, kappa), solved = _certificate.newton_dual_point(problem, penalty, ck.W, ck.G, ck.D)
+        duals.append((_dual_objective(problem, E, kappa), kappa))
+    assert len(passes) == 1  # the full problem's
+    np.testing.assert_allclose(duals[1], duals[0], rtol=1e-9)
+
+
 def test_rank_deficient_and_constant_data():
     """A singular Gram (y in the span of X, constant columns) compresses exactly."""
     rng = np.random.default_rng(3)
@@ -92,6 +114,7 @@ def test_when_the_fit_compresses(count_calls):
     X, y, _ = _tall()
     assert use_compressed(X)
     assert not use_compressed(X[:1000])  # fewer than 4 x 256 rows
+    assert not use_compressed(X, n_samples=1000) and use_compressed(X[:1000], n_samples=1024)
     assert not use_compressed(sp.csr_matrix(X))
     calls = count_calls(_gram, "compressed_least_squares")
     SR2Regressor(alpha=0.05, random_state=0).fit(X, y)
@@ -121,3 +144,68 @@ def test_compressed_fit_solves_the_lasso_and_reports_its_objective(fit_intercept
     assert mine <= best * (1 + 1e-8)
     assert est.diagnostics_.last_checkpoint()["objective"] == pytest.approx(mine, rel=1e-10)
     assert est.coef_.dtype == X.dtype
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("weighted", [True, False])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_folds_gram_is_the_gram_of_its_rows(fit_intercept, weighted, dtype):
+    X, y, sw = _tall()
+    X = X.astype(dtype)
+    sw = sw if weighted else None
+    held_out = np.random.default_rng(4).choice(X.shape[0], 300, replace=False)
+    kept = np.setdiff1d(np.arange(X.shape[0]), held_out)
+    mean, centred = _gram.FoldGrams(X, y, sw).of_rows(held_out, fit_intercept)
+    # The fit's weights: normalised to mean 1 over the fold's rows.
+    s = np.ones(kept.size) if sw is None else sw[kept] * (kept.size / sw[kept].sum())
+    Z = np.c_[X[kept].astype(np.float64), y[kept]]
+    expected_mean = s @ Z / kept.size if fit_intercept else np.zeros(Z.shape[1])
+    np.testing.assert_allclose(mean, expected_mean, rtol=1e-10, atol=1e-12)
+    expected = ((Z - expected_mean).T * s) @ (Z - expected_mean)
+    np.testing.assert_allclose(centred, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
+
+
+def test_a_folds_gram_that_would_lose_digits_is_not_given():
+    X, y, _ = _tall()
+    held_out = np.arange(300)
+    assert _gram.FoldGrams(X + 1e6, y, None).of_rows(held_out, True) is None  # the centring
+    assert _gram.FoldGrams(X + 1e6, y, None).of_rows(held_out, False) is not None
+    X[held_out, 3] = 1e6  # the held-out rows carry a column's squares: the subtraction
+    assert _gram.FoldGrams(X, y, None).of_rows(held_out, False) is None
+
+
+@pytest.mark.parametrize("cv", ["kfold", "shuffle", "bootstrap"])
+def test_cv_folds_take_their_grams_from_one_gram(cv, count_calls):
+    from sklearn.model_selection import KFold, ShuffleSplit
+
+    from sr2learn import SR2RegressorCV
+
+    X, y, sw = _tall(n=2000)
+    rng = np.random.default_rng(5)
+    splits = {"kfold": KFold(4, shuffle=True, random_state=0),
+              "shuffle": ShuffleSplit(3, train_size=0.6, test_size=0.2, random_state=0),
+              "bootstrap": [(rng.integers(0, 2000, 2000), np.arange(300)) for _ in range(3)]}
+    # solved tightly: the two differ in rounding, which moves where a fit meets tol
+    params = dict(alphas=[0.5, 0.1, 0.02], cv=splits[cv], tol=1e-10, random_state=0)
+    formed = count_calls(_gram, "_centred_gram")
+    shared = SR2RegressorCV(**params).fit(X, y, sample_weight=sw)
+    # one Gram of all the rows (no fold forms its own), but for rows drawn twice
+    assert len(formed) == (0 if cv != "bootstrap" else 3)
+    own = SR2RegressorCV(**params)
+    own._data_constants = lambda X, y, sw, folds: [{} for _ in range(len(folds) + 1)]
+    own.fit(X, y, sample_weight=sw)
+    assert len(formed) > (0 if cv != "bootstrap" else 3)
+    assert shared.alpha_ == own.alpha_
+    np.testing.assert_allclose(shared.scores_path_, own.scores_path_, rtol=1e-6)
+
+
+def test_only_folds_that_compress_get_a_gram(count_calls):
+    from sklearn.model_selection import KFold
+
+    from sr2learn import SR2RegressorCV
+
+    X, y, _ = _tall(n=1200)  # all the rows compress (1200 >= 4 x 256), a fold's 900 do not
+    raw = count_calls(_gram, "_raw_moments")
+    cv = SR2RegressorCV(alphas=[0.5, 0.1], cv=KFold(4), random_state=0, n_jobs=2).fit(X, y)
+    assert len(raw) == 1  # all the rows', for the refit (nothing held out)
+    assert cv.estimator_.diagnostics_.converged
