@@ -56,7 +56,7 @@ drop_stale_kernels()
 __all__ = [
     "EngineData", "RuleParams", "EpochState", "Reference", "EpochPlan", "TRACE_COLUMNS",
     "sr2_epoch", "predict_into", "gradient_into", "gradient_pair_into", "loss_pass",
-    "column_moments", "row_norms_into",
+    "column_moments", "row_norms_into", "csr_columns",
     "AllColumns", "ColumnSubset",
 ]  # fmt: skip
 
@@ -888,20 +888,21 @@ def support_gram_into(data, H):
     each row's entries in the set are gathered, then their outer product added (a pass
     over X and sum_i nnz_i^2 flops, no copy of the columns)."""
     p = data.p
-    idx = np.empty(p, dtype=np.int64)
-    val = np.empty(p)
+    idx = np.empty(p + 1, dtype=np.int64)
+    val = np.empty(p + 1)
     for i in range(data.n):
         s = data.sw[i]
         start, stop = _row_span(data, i)
         m = 0
         for kk in range(start, stop):
+            # Written, then kept or not, without a branch: the support holds a few of a
+            # row's entries, in no pattern the CPU can predict (a 36-column support of
+            # text-like 20,000 x 50,000: 2.5 -> 1.9 ms).
             col = kk - start if data.dense else data.indices[kk]
             j = _coordinate(data.coords, col)
-            if _outside(data.coords, j):
-                continue
             idx[m] = j
             val[m] = data.data[kk]
-            m += 1
+            m += 0 if _outside(data.coords, j) else 1
         for a in range(m):
             sa = s * val[a]
             for b in range(m):
@@ -911,6 +912,32 @@ def support_gram_into(data, H):
                 H[p, idx[a]] += sa
         if data.intercept:
             H[p, p] += s
+
+
+@njit(**JIT)
+def csr_columns(indptr, indices, values, slot):
+    """The CSR arrays (indptr, indices, values) of the columns j of a CSR matrix with
+    ``slot[j] >= 0``, renumbered ``slot[j]``, in the order of each row's entries: a count
+    and a copy, with a branch-free test per entry (64 columns of text-like 20,000 x
+    50,000, a fifth of its entries: 1.85 ms, scipy's X[:, columns] 2.8 ms)."""
+    n = indptr.shape[0] - 1
+    new_ptr = np.zeros(n + 1, dtype=indptr.dtype)
+    for i in range(n):
+        count = 0
+        for kk in range(indptr[i], indptr[i + 1]):
+            count += 1 if slot[indices[kk]] >= 0 else 0
+        new_ptr[i + 1] = new_ptr[i] + count
+    total = new_ptr[n]
+    # One spare entry: each entry is written before the test that keeps it or not.
+    new_indices = np.empty(total + 1, dtype=indices.dtype)
+    new_values = np.empty(total + 1, dtype=values.dtype)
+    q = 0
+    for kk in range(indptr[0], indptr[n]):
+        j = slot[indices[kk]]
+        new_indices[q] = j
+        new_values[q] = values[kk]
+        q += 1 if j >= 0 else 0
+    return new_ptr, new_indices[:total], new_values[:total]
 
 
 @njit(**JIT)

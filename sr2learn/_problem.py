@@ -20,6 +20,7 @@ from ._engine import (
     ColumnSubset,
     EngineData,
     column_moments,
+    csr_columns,
     gradient_into,
     gradient_pair_into,
     gram_matvec_into,
@@ -237,7 +238,7 @@ class LinearProblem:
         budget = max(RESTRICTED_COPY_FRACTION * data_nbytes(self.X),
                      RESTRICTED_COPY_ARRAYS * 8 * self.n_rows * self.K)  # fmt: skip
         if self._restricted_bytes(of_x) <= budget:
-            X, of_x = self.X[:, of_x], None
+            X, of_x = _copy_columns(self.X, of_x), None
         else:
             X = self.X
         sub = LinearProblem(X, self.Y, self.sw, self.datafit, self.fit_intercept, metric, of_x)
@@ -311,6 +312,16 @@ class LinearProblem:
             if not lam > 0.0:
                 break
         return self.datafit.curvature * lam
+
+
+def _copy_columns(X, columns):
+    """X[:, columns] (CSR: a compiled copy, for distinct columns)."""
+    if not sp.issparse(X):
+        return X[:, columns]
+    slot = np.full(X.shape[1], -1, dtype=np.int64)
+    slot[columns] = np.arange(columns.size)
+    indptr, indices, values = csr_columns(X.indptr, X.indices, X.data, slot)
+    return sp.csr_matrix((values, indices, indptr), shape=(X.shape[0], columns.size))
 
 
 def _stored_columns(XB):
