@@ -27,7 +27,7 @@ from scipy.linalg import cho_factor, cho_solve
 from ._engine import loss_pass, support_gram_into
 from ._problem import LinearProblem, data_nbytes, loss_derivatives, row_slices
 
-__all__ = ["NewtonCertificate", "newton_dual_point", "support_signature"]
+__all__ = ["NewtonCertificate", "NewtonMemo", "newton_dual_point", "support_signature"]
 
 # The copy of the support's columns (float64) may take this fraction of X's bytes, or
 # this many bytes, whichever is larger; a larger support gets no certificate.
@@ -105,6 +105,41 @@ class NewtonCertificate:
             self._wait, self._next_wait = self._next_wait, 2 * self._next_wait
 
 
+class NewtonMemo:
+    """The last Newton dual point of a fit with working sets, shared by the full problem
+    and its restricted problems (``LinearProblem.newton_memo``).
+
+    A restricted problem's Newton step from W is the full problem's from the same W: the
+    same support, the same rows, the same gradient on the support. So the full checkpoint
+    that follows an inner solve stopped by a certificate (at the same W) reuses that step's
+    per-sample derivatives s_i l'(z_i) at w_N, and only computes their dual scale on all
+    the features (one gradient pass instead of the support's Hessian, a prediction pass
+    and the exact intercept). The gap stays valid whatever w_N is: any w_N gives a
+    feasible dual point once scaled (text-like 20,000 x 50,000, alpha 1e-4: two Newton
+    steps of about 4 ms saved a fit)."""
+
+    def __init__(self):
+        self._key = None
+        self._derivatives = None
+
+    @staticmethod
+    def _key_of(problem, W, columns):
+        """The support (as the full problem's coefficients) and W's values on it: the
+        intercept is left out (the full checkpoint re-solves it, moving it by rounding;
+        the Newton step re-optimises it anyway)."""
+        full = columns if problem.in_full is None else problem.in_full[columns]
+        return full.tobytes(), np.ascontiguousarray(W[columns]).tobytes()
+
+    def recall(self, problem, W, columns):
+        """s_i l'(z_i) at the Newton point of the same support and values, or None."""
+        if self._key is not None and self._key == self._key_of(problem, W, columns):
+            return self._derivatives
+        return None
+
+    def keep(self, problem, W, columns, E):
+        self._key, self._derivatives = self._key_of(problem, W, columns), E
+
+
 def support_signature(W):
     """A cheap fingerprint of the nonzero pattern of W (for NewtonCertificate.due)."""
     nonzero = np.flatnonzero(W)
@@ -130,6 +165,10 @@ def newton_dual_point(problem, penalty, W, G, E, rtol=1e-3):
     columns = np.flatnonzero(entries.any(axis=1))
     if columns.size == 0:
         return None, True
+    memo = problem.newton_memo
+    known = None if memo is None else memo.recall(problem, W, columns)
+    if known is not None:
+        return (known, penalty.dual_scale(problem.gradient(known)[:p])), True
     mask = np.vstack([entries[columns], np.ones((int(problem.fit_intercept), problem.K), bool)])
     rows = np.r_[columns, np.arange(p, problem.n_rows)]
     rhs = -np.where(mask, G[rows], 0.0)
@@ -170,6 +209,8 @@ def newton_dual_point(problem, penalty, W, G, E, rtol=1e-3):
     loss_pass(problem.datafit.kernel(), Z, problem.Y, problem.sw, Z)  # Z becomes E at w_N
     if problem.fit_intercept and not _intercept_feasible(Z):
         return None, True  # a step so long that the intercept has no exact minimiser
+    if memo is not None:
+        memo.keep(problem, W, columns, Z)
     return (Z, penalty.dual_scale(problem.gradient(Z)[:p])), True
 
 

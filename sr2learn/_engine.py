@@ -56,7 +56,7 @@ drop_stale_kernels()
 __all__ = [
     "EngineData", "RuleParams", "EpochState", "Reference", "EpochPlan", "TRACE_COLUMNS",
     "sr2_epoch", "predict_into", "gradient_into", "gradient_pair_into", "loss_pass",
-    "column_moments", "row_norms_into",
+    "column_moments", "row_norms_into", "csr_columns",
     "AllColumns", "ColumnSubset",
 ]  # fmt: skip
 
@@ -312,7 +312,7 @@ def _row_norm_sq(data, i):
     return sq
 
 
-@njit(**JIT)
+@njit(**JIT, inline="always")
 def _add_row_gradient(data, i, e, g, mu, mark, step, touched, n_touch):
     """g[j] += e x_ij over row i; a column first met in this step starts from mu_j and
     joins ``touched``. Returns the new number of touched columns (dense rows: every column
@@ -321,6 +321,8 @@ def _add_row_gradient(data, i, e, g, mu, mark, step, touched, n_touch):
     if data.dense:
         _dense_axpy_on(data.coords, data.data[start:stop], e, g)
         return n_touch
+    one = e.shape[0] == 1
+    e0 = e[0]
     for kk in range(start, stop):
         j = _coordinate(data.coords, data.indices[kk])
         if _outside(data.coords, j):
@@ -331,8 +333,11 @@ def _add_row_gradient(data, i, e, g, mu, mark, step, touched, n_touch):
             touched[n_touch] = j
             n_touch += 1
         x = data.data[kk]
-        for k in range(e.shape[0]):
-            g[j, k] += e[k] * x
+        if one:
+            g[j, 0] += e0 * x
+        else:
+            for k in range(e.shape[0]):
+                g[j, k] += e[k] * x
     return n_touch
 
 
@@ -469,6 +474,40 @@ def _accept(data, W, u, s_int, touched, n_touch, nnz, active, act, n_act):
     return nnz, n_act
 
 
+# One output on CSR rows (binary and regression fits on sparse data): the full passes sum
+# into a scalar and read each entry once. The general loops below kept the outputs' sums in
+# memory and made a view per row: 3.2 -> 1.0 ms for X w on text-like 20,000 x 50,000
+# (744,000 entries).
+@njit(**JIT)
+def _one_csr_output(data, K):
+    return not data.dense and K == 1
+
+
+@njit(**JIT, inline="always")
+def _csr_row_sum(data, i, W):
+    """x_i . W[:, 0] over the stored entries of CSR row i."""
+    acc = 0.0
+    for kk in range(data.indptr[i], data.indptr[i + 1]):
+        j = _coordinate(data.coords, data.indices[kk])
+        if not _outside(data.coords, j):
+            acc += data.data[kk] * W[j, 0]
+    return acc
+
+
+@njit(**JIT, inline="always")
+def _csr_row_add(data, i, e, G):
+    """G[:p, 0] += e x_i over the stored entries of CSR row i."""
+    for kk in range(data.indptr[i], data.indptr[i + 1]):
+        j = _coordinate(data.coords, data.indices[kk])
+        if not _outside(data.coords, j):
+            G[j, 0] += data.data[kk] * e
+
+
+@njit(**JIT)
+def _intercept_of(data, W, k):
+    return W[data.p, k] if data.intercept else 0.0
+
+
 @njit(**JIT)
 def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
     """Run the steps of one epoch; returns (sigma clamps, coordinates visited, steps that
@@ -500,6 +539,7 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
     # Dense rows with several outputs: the batch's products with W, E and S four rows at a
     # time against transposed copies (see _rows_dot_t), the copy of W kept in step.
     blocked = _blocked(data, K)
+    one_csr = _one_csr_output(data, K)
     width = p if blocked else 0
     WT = np.empty((K, width))
     GT = np.empty((K, width))
@@ -536,6 +576,9 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
             i = batch[r]
             if r < upcoming.shape[0]:
                 _prefetch_row(data, ref, upcoming[r])
+            if one_csr:
+                Z[r, 0] = _intercept_of(data, W, 0) + _csr_row_sum(data, i, W)
+                continue
             for k in range(K):
                 Z[r, k] = W[p, k] if data.intercept else 0.0
             if not blocked:
@@ -592,6 +635,8 @@ def sr2_epoch(data, fit, pen, rule, state, ref, plan, trace):
             i = batch[r]
             if blocked:
                 zs[:] = ZS[r]
+            elif one_csr:
+                zs[0] = (s_int[0] if data.intercept else 0.0) + _csr_row_sum(data, i, S)
             else:
                 for k in range(K):
                     zs[k] = s_int[k] if data.intercept else 0.0
@@ -743,9 +788,14 @@ def _transpose_into(A, AT):
 def predict_into(data, W, Z):
     """Z = X W (+ the intercept row), accumulated in float64 whatever the dtype of X."""
     p, K = data.p, W.shape[1]
+    if _one_csr_output(data, K):
+        b = _intercept_of(data, W, 0)
+        for i in range(data.n):
+            Z[i, 0] = b + _csr_row_sum(data, i, W)
+        return
     for i in range(data.n):
         for k in range(K):
-            Z[i, k] = W[p, k] if data.intercept else 0.0
+            Z[i, k] = _intercept_of(data, W, k)
     if _blocked(data, K):
         WT = np.empty((K, p))
         _transpose_into(W, WT)
@@ -759,7 +809,10 @@ def predict_into(data, W, Z):
 def gradient_into(data, E, G):
     """G = X~^T E (the intercept row gets the column sums of E), in float64."""
     G[:] = 0.0
-    if _blocked(data, E.shape[1]):
+    if _one_csr_output(data, E.shape[1]):
+        for i in range(data.n):
+            _csr_row_add(data, i, E[i, 0], G)
+    elif _blocked(data, E.shape[1]):
         GT = np.zeros((E.shape[1], data.p))
         _rows_axpy_t(data.data, data.p, np.arange(data.n), E, GT)
         G[: data.p] += GT.T
@@ -780,9 +833,19 @@ def gradient_pair_into(data, E, F, G, H):
         return
     G[:] = 0.0
     H[:] = 0.0
-    for i in range(data.n):
-        _accumulate_row(data, i, E[i], G)
-        _accumulate_row(data, i, F[i], H)
+    if _one_csr_output(data, E.shape[1]):
+        for i in range(data.n):
+            e, f = E[i, 0], F[i, 0]
+            for kk in range(data.indptr[i], data.indptr[i + 1]):
+                j = _coordinate(data.coords, data.indices[kk])
+                if not _outside(data.coords, j):
+                    x = data.data[kk]
+                    G[j, 0] += x * e
+                    H[j, 0] += x * f
+    else:
+        for i in range(data.n):
+            _accumulate_row(data, i, E[i], G)
+            _accumulate_row(data, i, F[i], H)
     _add_intercept_row(data, E, G)
     _add_intercept_row(data, F, H)
 
@@ -801,9 +864,17 @@ def gram_matvec_into(data, v, out):
     products, while it is in cache (a predict and a gradient read X twice)."""
     p = data.p
     out[:] = 0.0
+    b = _intercept_of(data, v, 0)
+    if _one_csr_output(data, 1):
+        for i in range(data.n):
+            z = (b + _csr_row_sum(data, i, v)) * data.sw[i]
+            _csr_row_add(data, i, z, out)
+            if data.intercept:
+                out[p, 0] += z
+        return
     z = np.empty(1)
     for i in range(data.n):
-        z[0] = v[p, 0] if data.intercept else 0.0
+        z[0] = b
         _row_dot(data, i, v, z)
         z[0] *= data.sw[i]
         if data.intercept:
@@ -817,20 +888,21 @@ def support_gram_into(data, H):
     each row's entries in the set are gathered, then their outer product added (a pass
     over X and sum_i nnz_i^2 flops, no copy of the columns)."""
     p = data.p
-    idx = np.empty(p, dtype=np.int64)
-    val = np.empty(p)
+    idx = np.empty(p + 1, dtype=np.int64)
+    val = np.empty(p + 1)
     for i in range(data.n):
         s = data.sw[i]
         start, stop = _row_span(data, i)
         m = 0
         for kk in range(start, stop):
+            # Written, then kept or not, without a branch: the support holds a few of a
+            # row's entries, in no pattern the CPU can predict (a 36-column support of
+            # text-like 20,000 x 50,000: 2.5 -> 1.9 ms).
             col = kk - start if data.dense else data.indices[kk]
             j = _coordinate(data.coords, col)
-            if _outside(data.coords, j):
-                continue
             idx[m] = j
             val[m] = data.data[kk]
-            m += 1
+            m += 0 if _outside(data.coords, j) else 1
         for a in range(m):
             sa = s * val[a]
             for b in range(m):
@@ -840,6 +912,32 @@ def support_gram_into(data, H):
                 H[p, idx[a]] += sa
         if data.intercept:
             H[p, p] += s
+
+
+@njit(**JIT)
+def csr_columns(indptr, indices, values, slot):
+    """The CSR arrays (indptr, indices, values) of the columns j of a CSR matrix with
+    ``slot[j] >= 0``, renumbered ``slot[j]``, in the order of each row's entries: a count
+    and a copy, with a branch-free test per entry (64 columns of text-like 20,000 x
+    50,000, a fifth of its entries: 1.85 ms, scipy's X[:, columns] 2.8 ms)."""
+    n = indptr.shape[0] - 1
+    new_ptr = np.zeros(n + 1, dtype=indptr.dtype)
+    for i in range(n):
+        count = 0
+        for kk in range(indptr[i], indptr[i + 1]):
+            count += 1 if slot[indices[kk]] >= 0 else 0
+        new_ptr[i + 1] = new_ptr[i] + count
+    total = new_ptr[n]
+    # One spare entry: each entry is written before the test that keeps it or not.
+    new_indices = np.empty(total + 1, dtype=indices.dtype)
+    new_values = np.empty(total + 1, dtype=values.dtype)
+    q = 0
+    for kk in range(indptr[0], indptr[n]):
+        j = slot[indices[kk]]
+        new_indices[q] = j
+        new_values[q] = values[kk]
+        q += 1 if j >= 0 else 0
+    return new_ptr, new_indices[:total], new_values[:total]
 
 
 @njit(**JIT)

@@ -20,6 +20,7 @@ from ._engine import (
     ColumnSubset,
     EngineData,
     column_moments,
+    csr_columns,
     gradient_into,
     gradient_pair_into,
     gram_matvec_into,
@@ -124,6 +125,10 @@ class LinearProblem:
         self._column_counts = None  # stored entries per column of X (CSR), for restricted
         self._data = None
         self.null_scale = None  # the nonconvex criterion's scale (see _null_scale)
+        # The full problem's coefficients that these stand for (a restricted problem's),
+        # and the Newton dual point shared with them (see sr2learn._certificate.NewtonMemo).
+        self.in_full = None
+        self.newton_memo = None
 
     @property
     def n_rows(self):
@@ -237,12 +242,16 @@ class LinearProblem:
         budget = max(RESTRICTED_COPY_FRACTION * data_nbytes(self.X),
                      RESTRICTED_COPY_ARRAYS * 8 * self.n_rows * self.K)  # fmt: skip
         if self._restricted_bytes(of_x) <= budget:
-            X, of_x = self.X[:, of_x], None
+            counts = None if self._column_counts is None else self._column_counts[of_x]
+            X, of_x = _copy_columns(self.X, of_x), None
         else:
-            X = self.X
+            X, counts = self.X, self._column_counts
         sub = LinearProblem(X, self.Y, self.sw, self.datafit, self.fit_intercept, metric, of_x)
         sub._lipschitz = self.lipschitz()
+        sub._column_counts = counts  # its copy's, or X's (counted once per fit)
         sub.null_scale = self.null_scale
+        sub.in_full = columns if self.in_full is None else self.in_full[columns]
+        sub.newton_memo = self.newton_memo
         return sub
 
     def _restricted_bytes(self, of_x):
@@ -311,6 +320,16 @@ class LinearProblem:
             if not lam > 0.0:
                 break
         return self.datafit.curvature * lam
+
+
+def _copy_columns(X, columns):
+    """X[:, columns] (CSR: a compiled copy, for distinct columns)."""
+    if not sp.issparse(X):
+        return X[:, columns]
+    slot = np.full(X.shape[1], -1, dtype=np.int64)
+    slot[columns] = np.arange(columns.size)
+    indptr, indices, values = csr_columns(X.indptr, X.indices, X.data, slot)
+    return sp.csr_matrix((values, indices, indptr), shape=(X.shape[0], columns.size))
 
 
 def _stored_columns(XB):

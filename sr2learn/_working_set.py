@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ._certificate import NewtonCertificate
+from ._certificate import NewtonCertificate, NewtonMemo
 from ._sr2 import SolverState, _checkpoint, _record, _Settings, _StepLog, solve
 from .diagnostics import ConvergenceDiagnostics
 
@@ -87,6 +87,19 @@ def solve_working_set(problem, penalty, state, rule, *, max_epochs, tol, varianc
     ``max_epochs`` bounds the epochs of the inner solves together; ``tol`` is compared with
     the full problem's criterion (see :func:`sr2learn._checkpoint.checkpoint`).
     """
+    # The inner solves' Newton dual points serve the full checkpoints that follow them.
+    problem.newton_memo = NewtonMemo()
+    try:
+        return _outer_loop(problem, penalty, state, rule, max_epochs=max_epochs, tol=tol,
+                           variance_reduction=variance_reduction, rng=rng,
+                           diagnostics=diagnostics, variance_estimate=variance_estimate,
+                           verbose=verbose, stability_floor=stability_floor)  # fmt: skip
+    finally:
+        problem.newton_memo = None
+
+
+def _outer_loop(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction, rng,
+                diagnostics, variance_estimate, verbose, stability_floor):  # fmt: skip
     p = problem.p
     W = np.array(state.W, dtype=np.float64)
     sigma, b = state.sigma, state.batch_size

@@ -4,6 +4,7 @@ where the plain rescaled residual's gap is first order, and fits that stop on it
 stop within tol of the optimum."""
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 
 from sr2learn import SR2Classifier, SR2Regressor, _certificate
-from sr2learn._certificate import NewtonCertificate, newton_dual_point
+from sr2learn._certificate import NewtonCertificate, NewtonMemo, newton_dual_point
 from sr2learn._checkpoint import _dual_objective, checkpoint
 from sr2learn._problem import LinearProblem
 from sr2learn.datafits import Logistic, Multinomial, Quadratic
@@ -101,6 +102,40 @@ def test_newton_gap_is_a_valid_bound_and_second_order(kind, sparse, fit_intercep
     assert plain[1] >= 0.05 * plain[0]
     assert newton[1] <= 0.03 * newton[0]
     assert newton[0] <= 0.1 * plain[0]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_restricted_problems_newton_point_serves_the_full_problem(kind, monkeypatch):
+    """The working set's memo: at the W where a restricted problem (sharing the memo) took
+    a Newton step, the full problem takes no second one and gets the gap a step of its own
+    gives (its dual scale over all the features); at another W it takes its own step."""
+    monkeypatch.setattr(_certificate, "_CG_MIN_ITER", 1000)
+    monkeypatch.setattr(_certificate, "_CG_MAX_ITER", 1000)
+    problem, penalty = make_problem(kind, True, True, seed=len(kind))
+    best = solve_tightly(problem, penalty)
+    support = np.flatnonzero(np.any(best.W[: problem.p] != 0, axis=1))
+    W = best.W.copy()
+    W[support] *= 1.0 + 0.01 * np.random.default_rng(2).uniform(-1.0, 1.0, W[support].shape)
+    ck = checkpoint(problem, penalty, W)
+    fresh = newton_gap(problem, penalty, ck)
+    steps = []
+    for name in ("_curvature_weights", "_support_copy"):  # the two Newton steps' entries
+        real = getattr(_certificate, name)
+        monkeypatch.setattr(_certificate, name,
+                            lambda *a, real=real: (steps.append(1), real(*a))[1])  # fmt: skip
+    problem.newton_memo = NewtonMemo()
+    ws = np.union1d(support, [0, 1, 2, problem.p - 1])
+    sub = problem.restricted(ws)
+    rows = np.r_[ws, problem.p]
+    newton_dual_point(sub, penalty, ck.W[rows], ck.G[rows], ck.D, rtol=1e-8)
+    assert len(steps) == 1
+    reused = newton_gap(problem, penalty, ck)
+    assert len(steps) == 1  # no second step
+    assert reused == pytest.approx(fresh, rel=1e-6, abs=1e-13 * ck.objective)
+    moved = replace(ck, W=ck.W.copy())
+    moved.W[support[0]] *= 1.001
+    newton_gap(problem, penalty, moved)
+    assert len(steps) == 2
 
 
 @pytest.mark.parametrize("kind", KINDS)

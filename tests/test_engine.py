@@ -304,6 +304,21 @@ def test_working_set_reads_large_column_sets_in_place():
     assert wide.X is problem.X
 
 
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_compiled_column_copy_equals_scipy(dtype, index_dtype):
+    """The working set's compiled copy of CSR columns equals scipy's X[:, columns], for
+    columns in any order, rows without an entry in them, and both index widths."""
+    from sr2learn._problem import _copy_columns
+
+    X = sp.random(50, 30, density=0.2, random_state=3, format="csr", dtype=dtype)
+    X.indices, X.indptr = X.indices.astype(index_dtype), X.indptr.astype(index_dtype)
+    for columns in (np.array([1, 4, 5, 20, 29]), np.array([17, 2, 9]), np.array([], int)):
+        copy = _copy_columns(X, columns)
+        assert copy.dtype == dtype and copy.shape == (50, columns.size)
+        np.testing.assert_array_equal(copy.toarray(), X[:, columns].toarray())
+
+
 def test_working_set_copies_columns_within_the_coefficients_arrays():
     """Where coefficients outnumber samples, a copy of up to RESTRICTED_COPY_ARRAYS arrays
     of the coefficients' size is made even above RESTRICTED_COPY_FRACTION of X (the full
