@@ -257,6 +257,18 @@ class Lp(Penalty):
             mag = ((phi + xp.sqrt(xp.clip(2.0 * safe / phi - phi * phi, min=0.0))) / 2.0) ** 3
         return xp.where(keep, xp.sign(v) * mag, xp.zeros_like(v))
 
+    def zero_alpha(self, v, step):
+        """Entrywise, the smallest alpha at which ``prox(v, step)`` is zero: the
+        thresholds above solved for alpha (the alpha at which a coefficient at zero with
+        the proximal-gradient step ``v = -step * grad`` starts to move)."""
+        xp = array_namespace(v)
+        a = xp.abs(v)
+        if self.p == 0.5:  # a = 54^(1/3) / 4 * lam^(2/3)
+            lam = (a * (4.0 / 54.0 ** (1.0 / 3.0))) ** 1.5
+        else:  # a = 2/3 * (3 lam^3)^(1/4)
+            lam = ((1.5 * a) ** 4 / 3.0) ** (1.0 / 3.0)
+        return lam / (2.0 * step)
+
     def subdiff_distance(self, w, grad):
         xp = array_namespace(w, grad)
         a = xp.abs(w)
