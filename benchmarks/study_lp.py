@@ -5,7 +5,8 @@ the objective ratio SR2 / skglm - 1, both nnz and both fit times (best of two). 
 fix for a nonconvex penalty must hold on data the benchmark does not have, hence several
 shapes and seeds.
 
-Usage: python benchmarks/study_lp.py [--seeds 0,1,2] [--shapes dense,text] [--pen l1/2,l2/3]
+Usage: python benchmarks/study_lp.py [--seeds 0,1,2] [--shapes dense,text,small]
+       [--pen l1/2,l2/3] [--no-continuation]
 """
 
 import argparse
@@ -21,17 +22,19 @@ from skglm.datafits import Logistic
 from skglm.penalties import L0_5, L2_3
 from skglm.solvers import AndersonCD
 
-from sr2learn import SR2Classifier, alpha_max
+from sr2learn import SR2Classifier, _continuation, alpha_max
 
 SHAPES = {
     "dense": [(200, 5000), (100, 2000), (400, 3000)],
     "text": [(2000, 8000), (5000, 20000)],
+    "small": [(100, 500), (200, 1000)],
 }
+DIVISOR = 10.0  # alpha = alpha_max / DIVISOR, as in bench_breadth.py
 PENALTIES = {"l1/2": (L0_5, 0.5), "l2/3": (L2_3, 2.0 / 3.0)}
 
 
 def data(kind, n, p, seed):
-    if kind == "dense":
+    if kind in ("dense", "small"):
         return p_gg_n(n=n, p=p, seed=seed)
     return sparse_text_like(n=n, p=p, seed=seed)
 
@@ -50,43 +53,51 @@ def timed(make, X, y, repeat=2):
     return best
 
 
+def compare(X, y, pen):
+    """(objective ratio SR2 / skglm - 1, SR2 nnz, skglm nnz, SR2 time, skglm time,
+    SR2 converged) at alpha = alpha_max / DIVISOR."""
+    cls, q = PENALTIES[pen]
+    alpha = alpha_max(SR2Classifier(penalty=pen), X, y) / DIVISOR
+    obj = functools.partial(logistic_objective, X, y, alpha=alpha, q=q)
+    ts, s = timed(lambda: SR2Classifier(penalty=pen, alpha=alpha, random_state=0), X, y)
+    tg, g = timed(lambda: GeneralizedLinearEstimator(
+        Logistic(), cls(alpha), AndersonCD(ws_strategy="fixpoint")), X, y)  # fmt: skip
+    fs = obj(np.ravel(s.coef_), np.ravel(s.intercept_))
+    fg = obj(np.ravel(g.coef_), np.ravel(g.intercept_))
+    return (fs / fg - 1, np.count_nonzero(s.coef_), np.count_nonzero(g.coef_), ts, tg,
+            s.diagnostics_.converged)  # fmt: skip
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--shapes", default="dense,text")
     ap.add_argument("--pen", default="l1/2,l2/3")
-    ap.add_argument("--divisor", type=float, default=10.0)
+    ap.add_argument("--no-continuation", action="store_true",
+                    help="the fits without sr2learn._continuation's stages (before)")
     args = ap.parse_args()
+    if args.no_continuation:
+        _continuation.STAGES = 0
     seeds = [int(s) for s in args.seeds.split(",")]
     print("| data | seed | pen | obj SR2/skglm - 1 | nnz SR2 | nnz skglm | t SR2 | t skglm | "
           "t ratio | conv |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    ratios, tratios = [], []
+    rows = []
     for kind in args.shapes.split(","):
         for n, p in SHAPES[kind]:
             for seed in seeds:
                 X, y = data(kind, n, p, seed)
                 for pen in args.pen.split(","):
-                    cls, q = PENALTIES[pen]
-                    alpha = alpha_max(SR2Classifier(penalty=pen), X, y) / args.divisor
-                    obj = functools.partial(logistic_objective, X, y, alpha=alpha, q=q)
-                    ts, s = timed(lambda: SR2Classifier(penalty=pen, alpha=alpha,
-                                                        random_state=0), X, y)
-                    tg, g = timed(lambda: GeneralizedLinearEstimator(
-                        Logistic(), cls(alpha), AndersonCD(ws_strategy="fixpoint")), X, y)
-                    fs = obj(np.ravel(s.coef_), np.ravel(s.intercept_))
-                    fg = obj(np.ravel(g.coef_), np.ravel(g.intercept_))
-                    ratios.append(fs / fg - 1)
-                    tratios.append(ts / tg)
-                    print(f"| {kind} {n}x{p} | {seed} | {pen} | {fs / fg - 1:+.2e} | "
-                          f"{np.count_nonzero(s.coef_)} | {np.count_nonzero(g.coef_)} | "
-                          f"{ts:.3f} | {tg:.3f} | {ts / tg:.2f} | "
-                          f"{s.diagnostics_.converged} |", flush=True)
-    r = np.array(ratios)
-    print(f"\nobj ratio - 1: max {r.max():+.2e}, median {np.median(r):+.2e}, "
-          f"over +1e-3: {int(np.sum(r > 1e-3))}/{r.size}; time ratio: median "
-          f"{np.median(tratios):.2f}, max {np.max(tratios):.2f}")
-
+                    r = compare(X, y, pen)
+                    rows.append(r)
+                    print(f"| {kind} {n}x{p} | {seed} | {pen} | {r[0]:+.2e} | {r[1]} | {r[2]} | "
+                          f"{r[3]:.3f} | {r[4]:.3f} | {r[3] / r[4]:.2f} | {r[5]} |", flush=True)
+    ratio = np.array([r[0] for r in rows])
+    times = np.array([r[3] / r[4] for r in rows])
+    print(f"\nobj ratio - 1: max {ratio.max():+.2e}, median {np.median(ratio):+.2e}, "
+          f"over +1e-3: {int(np.sum(ratio > 1e-3))}/{ratio.size}; time ratio: median "
+          f"{np.median(times):.2f}, max {times.max():.2f}; not converged: "
+          f"{sum(not r[5] for r in rows)}")
 
 if __name__ == "__main__":
     main()

@@ -6,17 +6,25 @@ gradient is over lp's threshold in at once (64 of them on bench_breadth.py's 200
 problem: 200 rows can nearly be fitted by them), and the fit then prunes them down to a
 local minimum that is less sparse and higher than coordinate descent's, whose one-at-a-
 time updates and growing working set (skglm) let a feature enter only when the ones
-already in do not explain its gradient. Measured (benchmarks/study_lp.py, 3 dense shapes
-x 3 seeds x l1/2 and l2/3, alpha = alpha_max / 10): SR2 from zero ended up to 14% above
-skglm's objective (9 of 18 problems more than 0.1% above); from this continuation, at
-most 0.05% below it, and below it on all 18 (median 4% below), with fewer nonzeros.
+already in do not explain its gradient. Measured (benchmarks/study_lp.py, alpha =
+alpha_max / 10, l1/2 and l2/3, dense 200 x 5000, 100 x 2000 and 400 x 3000, seeds 0-2
+where the stages were chosen, seeds 3-5 held out): SR2 from zero ended more than 0.1%
+above skglm's objective on 9 of 18 and 12 of 18 problems (up to +14%, median +2.2% on
+the held-out seeds); from the continuation on 0 of 18 and 5 of 18 (up to +2.5%, median
+-0.9%), with fewer nonzeros. More stages (6, 8), fewer (2, 3), looser stages (100 tol)
+or longer steps in the stages (sigma reset to the coordinate curvature) were all worse:
+for a nonconvex penalty the gradual entry of the features is what finds the lower
+minimum. The price is time: the stages took about two thirds of the epochs of the
+fit of bench_breadth.py's 200 x 5000 l2/3 problem.
 
 What. The fit first solves, from zero, a short geometric sequence of larger alphas, from
 where the first coefficient leaves zero down to the fit's alpha, each one a decade above
 ``tol`` (it only chooses the support) and warm-started from the previous one, with the
-fit's own solver; the fit at its alpha starts from there. Sparse data are left out: on
-the text-like problems (columns mostly empty, most rows sharing few features) the
-continuation did not help and moved the benchmark's l1/2 fit 6% higher.
+fit's own solver; the fit at its alpha starts from there. Left out: sparse data (on the
+text-like problems the continuation did not help and moved the benchmark's l1/2 fit 6%
+higher) and fits without a working set (p < 2,000: each stage's epoch is then a
+full-problem epoch with a full checkpoint; on 100 x 500 and 200 x 1000 it doubled the
+fit's time and 2 of 12 fits ran out of max_iter).
 """
 
 import numpy as np
@@ -28,17 +36,19 @@ from .diagnostics import ConvergenceDiagnostics
 __all__ = ["continuation", "use_continuation"]
 
 # The alphas before the fit's: STAGES of a geometric sequence starting FIRST_FRACTION of
-# the way below where the first coefficient leaves zero (measured: 2 or 3 stages, or a
-# stage tol of 100 tol, left 1 to 4 of the 18 problems of the study above skglm + 0.1%).
+# the way below where the first coefficient leaves zero (measured on seeds 0-2: 2 or 3 stages,
+# or a stage tol of 100 tol, left 1 to 4 of the 18 problems above skglm + 0.1%; 6 and 8
+# stages, on seeds 0-5, 10 and 12 of 36 against 5 of 36 with 4).
 STAGES = 4
 FIRST_FRACTION = 1.0 / 1.5
 STAGE_TOL_FACTOR = 10.0
 
 
-def use_continuation(problem, penalty):
-    """Whether a fresh fit of ``problem`` starts with the continuation."""
-    return (penalty.polish and problem.columns is None and not sp.issparse(problem.X)
-            and problem.p > problem.n)  # fmt: skip
+def use_continuation(problem, penalty, working_set):
+    """Whether a fresh fit of ``problem`` (solved with a working set or not) starts with
+    the continuation."""
+    return (penalty.polish and working_set and problem.columns is None
+            and not sp.issparse(problem.X) and problem.p > problem.n)  # fmt: skip
 
 
 def entry_alpha(problem, penalty, W):
