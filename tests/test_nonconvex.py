@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sp
 from scipy.special import expit, log_expit
 
-from sr2learn import SR2Classifier, alpha_max
+from sr2learn import SR2Classifier, _continuation, alpha_max
 from sr2learn.penalties import Lp
 
 
@@ -40,7 +40,7 @@ def _entering(X, y, est, penalty):
     n = X.shape[0]
     w = est.coef_.ravel()
     grad = np.asarray(X.T @ (expit(X @ w + est.intercept_[0]) - y)).ravel() / n
-    sq = X.multiply(X).sum(axis=0).A1
+    sq = np.asarray((X.multiply(X) if sp.issparse(X) else X * X).sum(axis=0)).ravel()
     seen = np.flatnonzero(sq > 0)  # an empty column has no gradient and no curvature
     step = 4.0 * n / sq[seen]
     moved = penalty.prox(w[seen] - step * grad[seen], step) != 0
@@ -64,3 +64,66 @@ def test_lp_fit_is_a_coordinate_descent_fixed_point(seed, name, q, monkeypatch):
     assert _entering(X, y, est, Lp(alpha, q)).size == 0
     unpolished = _fit(X, y, name, alpha, polish=False, monkeypatch=monkeypatch)
     assert _objective(X, y, est, alpha, q) <= _objective(X, y, unpolished, alpha, q) * (1 + 1e-9)
+
+
+def _dense_p_gg_n(seed, n=100, p=2000, k=10):
+    """Dense Gaussian design, more features than samples, k informative ones."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, p))
+    w = np.zeros(p)
+    w[rng.choice(p, k, replace=False)] = rng.choice([-2.0, 2.0], k)
+    return X, (X @ w + 0.5 * rng.standard_normal(n) > 0).astype(int)
+
+
+@pytest.mark.parametrize("q", [0.5, 2.0 / 3.0])
+def test_zero_alpha_is_where_the_prox_leaves_zero(q):
+    rng = np.random.default_rng(0)
+    v, step = rng.standard_normal(200) * 3, rng.random(200) + 0.05
+    alpha = Lp(1.0, q).zero_alpha(v, step)
+    for vi, ti, ai in zip(v, step, alpha, strict=True):
+        assert Lp(ai * (1 + 1e-9), q).prox(np.array([vi]), ti)[0] == 0
+        assert Lp(ai * (1 - 1e-6), q).prox(np.array([vi]), ti)[0] != 0
+
+
+@pytest.mark.slow
+def test_dense_p_gg_n_l_half_fit_starts_with_the_continuation(monkeypatch):
+    """On dense p >> n data, an l1/2 fit from zero lets many features in at once and
+    ends in a higher local minimum; the continuation's fit is lower on every seed (the
+    study in benchmarks/study_lp.py: 0.7% to 9% lower on these), converged, and a
+    coordinate-descent fixed point, its stages' steps counted in the diagnostics."""
+    fits = {}
+    default = _continuation.STAGES
+    for stages in (default, 0):
+        monkeypatch.setattr(_continuation, "STAGES", stages)
+        for seed in range(4):
+            X, y = _dense_p_gg_n(seed)
+            alpha = alpha_max(SR2Classifier(penalty="l1/2"), X, y) / 10
+            est = _fit(X, y, "l1/2", alpha)
+            fits[stages, seed] = est, _objective(X, y, est, alpha, 0.5)
+    for seed in range(4):
+        (est, with_stages), (plain, without) = fits[default, seed], fits[0, seed]
+        assert with_stages < without
+        assert est.diagnostics_.converged
+        assert est.diagnostics_.n_steps > plain.diagnostics_.n_steps
+        assert est.diagnostics_.history["epoch"][-1] == est.n_iter_
+        X, y = _dense_p_gg_n(seed)
+        assert _entering(X, y, est, Lp(est.alpha, 0.5)).size == 0
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("sparse", [False, True])
+def test_continuation_only_on_dense_p_gg_n_with_a_working_set(sparse, monkeypatch):
+    """Not on sparse data, nor without a working set (n > p here, or p < 2,000)."""
+    calls = []
+    monkeypatch.setattr(_continuation, "STAGES", 1)
+    real = _continuation.entry_alpha
+    monkeypatch.setattr(_continuation, "entry_alpha",
+                        lambda *a: calls.append(1) or real(*a))  # fmt: skip
+    X, y = _dense_p_gg_n(0, n=60, p=2000)
+    X = sp.csr_matrix(X) if sparse else X
+    SR2Classifier(penalty="l2/3", alpha=1e-2, random_state=0, max_iter=5).fit(X, y)
+    assert bool(calls) != sparse
+    calls.clear()
+    SR2Classifier(penalty="l2/3", alpha=1e-2, random_state=0, max_iter=5,
+                  working_set=False).fit(X, y)  # fmt: skip
+    assert not calls
