@@ -14,8 +14,9 @@ the held-out seeds); from the continuation on 0 of 18 and 5 of 18 (up to +2.5%, 
 -0.9%), with fewer nonzeros. More stages (6, 8), fewer (2, 3), looser stages (100 tol)
 or longer steps in the stages (sigma reset to the coordinate curvature) were all worse:
 for a nonconvex penalty the gradual entry of the features is what finds the lower
-minimum. The price is time: the stages took about two thirds of the epochs of the
-fit of bench_breadth.py's 200 x 5000 l2/3 problem.
+minimum. With SR2's default eta2 = 0.99 the stages took about two thirds of the fit's
+epochs (2.2 times skglm's time, median); they run with eta2 = 0.95 (see STAGE_ETA2):
+1.13 times, seeds 0-5 over +0.1%: 5 of 36, the median 3.3% below skglm's objective.
 
 What. The fit first solves, from zero, a short geometric sequence of larger alphas, from
 where the first coefficient leaves zero down to the fit's alpha, each one a decade above
@@ -26,6 +27,8 @@ higher) and fits without a working set (p < 2,000: each stage's epoch is then a
 full-problem epoch with a full checkpoint; on 100 x 500 and 200 x 1000 it doubled the
 fit's time and 2 of 12 fits ran out of max_iter).
 """
+
+from dataclasses import replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -42,6 +45,15 @@ __all__ = ["continuation", "use_continuation"]
 STAGES = 4
 FIRST_FRACTION = 1.0 / 1.5
 STAGE_TOL_FACTOR = 10.0
+# The stages' eta2 (the fit's own is kept where lower). SR2 lowers sigma only after a step
+# with rho >= eta2; at the default 0.99 sigma settles near 50 times the curvature along
+# the steps (rho stayed at 0.97-0.99 for hundreds of full-batch steps on the dense
+# problems, 1 to 12 features in), and the stages took two thirds of the fit's epochs.
+# Seeds 0-5 of the study, eta2 0.5 / 0.9 / 0.95 / 0.99: fit time 0.97 / 1.02 / 1.13 /
+# 2.2 times skglm's (median); 5 / 4 / 5 / 5 of 36 problems above skglm + 0.1%; median
+# objective 2.1 / 2.2 / 3.3 / 1.9% below skglm's. Which local minimum a fit reaches
+# swings with such choices (bench_breadth.py's dense l1/2: -2.2%, +2.8%, -2.3%, -3.5%).
+STAGE_ETA2 = 0.95
 
 
 def use_continuation(problem, penalty, working_set):
@@ -61,21 +73,23 @@ def entry_alpha(problem, penalty, W):
     return float(np.max(np.where(W[:p] == 0, alphas, 0.0), initial=0.0))
 
 
-def continuation(problem, penalty, state, *, resolve, tol):
+def continuation(problem, penalty, state, rule, *, resolve, tol):
     """Solve the continuation's alphas from ``state``; returns the state the fit at
     ``penalty``'s alpha starts from and the stages' diagnostics (their steps).
 
-    ``resolve(state, penalty, tol, diagnostics)`` runs the fit's solver.
+    ``resolve(state, penalty, tol, diagnostics, rule)`` runs the fit's solver; the stages
+    use ``rule`` with eta2 (and eta1) at most STAGE_ETA2.
     """
     stages = []
     first = FIRST_FRACTION * entry_alpha(problem, penalty, state.W)
     if not first > penalty.alpha:
         return state, stages
     params = penalty._params()
+    stage_rule = replace(rule, eta1=min(rule.eta1, STAGE_ETA2), eta2=min(rule.eta2, STAGE_ETA2))
     for alpha in np.geomspace(first, penalty.alpha, STAGES + 1)[:-1]:
         stage_tol = None if tol is None else STAGE_TOL_FACTOR * tol
         inner = ConvergenceDiagnostics(tol=stage_tol)
         state = resolve(state, type(penalty)(**dict(params, alpha=float(alpha))), stage_tol,
-                        inner)  # fmt: skip
+                        inner, stage_rule)  # fmt: skip
         stages.append(inner)
     return state, stages

@@ -314,7 +314,7 @@ class _BaseSR2(BaseEstimator):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             working_set = use_working_set(self.working_set, problem.p, penalty)
             if not partial and fresh and use_continuation(problem, penalty, working_set):
-                state, stages = continuation(problem, penalty, state, tol=self.tol,
+                state, stages = continuation(problem, penalty, state, rule, tol=self.tol,
                                              resolve=self._resolver(problem, rule, common))
                 for stage in stages:
                     diagnostics.extend_steps(stage)
@@ -354,14 +354,15 @@ class _BaseSR2(BaseEstimator):
                      checkpoint_every=self.checkpoint_every, **common)  # fmt: skip
 
     def _resolver(self, problem, rule, common):
-        """``resolve(state, penalty, tol=None, diagnostics=None)``: the fit's own solve
-        of ``problem`` from ``state`` with another penalty, tol or diagnostics (the
-        continuation's stages, the polish)."""
+        """``resolve(state, penalty, tol=None, diagnostics=None, rule=None)``: the fit's
+        own solve of ``problem`` from ``state`` with another penalty, tol, diagnostics or
+        rule (the continuation's stages, the polish)."""
+        fit_rule = rule
 
-        def resolve(state, penalty, tol=None, diagnostics=None):
+        def resolve(state, penalty, tol=None, diagnostics=None, rule=None):
             options = common if diagnostics is None else dict(common, diagnostics=diagnostics)
-            return self._solve(problem, penalty, state, rule, False, not np.any(state.W),
-                               options, tol=tol)  # fmt: skip
+            return self._solve(problem, penalty, state, rule or fit_rule, False,
+                               not np.any(state.W), options, tol=tol)  # fmt: skip
 
         return resolve
 

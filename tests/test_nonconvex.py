@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sp
 from scipy.special import expit, log_expit
 
-from sr2learn import SR2Classifier, _continuation, alpha_max
+from sr2learn import SR2Classifier, _continuation, alpha_max, linear_model
 from sr2learn.penalties import Lp
 
 
@@ -88,9 +88,9 @@ def test_zero_alpha_is_where_the_prox_leaves_zero(q):
 @pytest.mark.slow
 def test_dense_p_gg_n_l_half_fit_starts_with_the_continuation(monkeypatch):
     """On dense p >> n data, an l1/2 fit from zero lets many features in at once and
-    ends in a higher local minimum; the continuation's fit is lower on every seed (the
-    study in benchmarks/study_lp.py: 0.7% to 9% lower on these), converged, and a
-    coordinate-descent fixed point, its stages' steps counted in the diagnostics."""
+    ends in a higher local minimum; the continuation's fit is lower on every seed,
+    converged, and a coordinate-descent fixed point, its stages' steps counted in the
+    diagnostics."""
     fits = {}
     default = _continuation.STAGES
     for stages in (default, 0):
@@ -104,8 +104,8 @@ def test_dense_p_gg_n_l_half_fit_starts_with_the_continuation(monkeypatch):
         (est, with_stages), (plain, without) = fits[default, seed], fits[0, seed]
         assert with_stages < without
         assert est.diagnostics_.converged
-        assert est.diagnostics_.n_steps > plain.diagnostics_.n_steps
-        assert est.diagnostics_.history["epoch"][-1] == est.n_iter_
+        for fit in (est, plain):  # every epoch's steps are in the trace, the stages' too
+            assert np.unique(fit.diagnostics_.history["epoch"]).size == fit.n_iter_
         X, y = _dense_p_gg_n(seed)
         assert _entering(X, y, est, Lp(est.alpha, 0.5)).size == 0
 
@@ -127,3 +127,29 @@ def test_continuation_only_on_dense_p_gg_n_with_a_working_set(sparse, monkeypatc
     SR2Classifier(penalty="l2/3", alpha=1e-2, random_state=0, max_iter=5,
                   working_set=False).fit(X, y)  # fmt: skip
     assert not calls
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_continuation_stages_decrease_alpha_with_the_stage_eta2(monkeypatch):
+    """The stages solve decreasing alphas above the fit's with eta2 at most STAGE_ETA2;
+    the fit itself keeps its own rule."""
+    seen = []
+    real = _continuation.continuation
+
+    def spy(problem, penalty, state, rule, *, resolve, tol):
+        def recording(state, stage_penalty, tol, diagnostics, stage_rule):
+            seen.append((stage_penalty.alpha, stage_rule.eta1, stage_rule.eta2))
+            return resolve(state, stage_penalty, tol, diagnostics, stage_rule)
+
+        return real(problem, penalty, state, rule, resolve=recording, tol=tol)
+
+    monkeypatch.setattr(linear_model, "continuation", spy)
+    X, y = _dense_p_gg_n(0, n=60, p=2000)
+    alpha = alpha_max(SR2Classifier(penalty="l1/2"), X, y) / 10
+    est = SR2Classifier(penalty="l1/2", alpha=alpha, eta1=1e-3, eta2=0.99, max_iter=40,
+                        random_state=0).fit(X, y)  # fmt: skip
+    alphas = [a for a, _, _ in seen]
+    assert len(seen) == _continuation.STAGES
+    assert alphas == sorted(alphas, reverse=True) and alphas[-1] > alpha
+    assert all(e1 == 1e-3 and e2 == _continuation.STAGE_ETA2 for _, e1, e2 in seen)
+    assert est._rule.eta2 == 0.99
