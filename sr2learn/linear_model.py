@@ -312,8 +312,7 @@ class _BaseSR2(BaseEstimator):
                       diagnostics=diagnostics, variance_estimate=self.variance_estimate,
                       verbose=self.verbose, stability_floor=self.sigma_min is None)  # fmt: skip
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            working_set = use_working_set(self.working_set, problem.p, penalty)
-            if not partial and fresh and use_continuation(problem, penalty, working_set):
+            if not partial and fresh and use_continuation(problem, penalty):
                 state, stages = continuation(problem, penalty, state, rule, tol=self.tol,
                                              resolve=self._resolver(problem, rule, common))
                 for stage in stages:

@@ -30,8 +30,8 @@ the first ``count`` entries. Each class also says what the engine may do with it
 ``separable`` (the prox acts entry by entry) and ``lazy_exact`` (a zero entry whose
 gradient does not change stays zero for every sigma above the one it was checked at, so
 the engine may skip it exactly), and ``polish``: a fit ends with SR2 steps of coordinate
-descent's lengths (see :mod:`sr2learn._polish`) and, on dense data with a working set,
-starts with a continuation in alpha (see :mod:`sr2learn._continuation`).
+descent's lengths (see :mod:`sr2learn._polish`) and, on dense data with more features
+than samples, starts with a continuation in alpha (see :mod:`sr2learn._continuation`).
 tests/test_penalties.py checks that both forms agree.
 """
 
@@ -212,7 +212,7 @@ class Lp(Penalty):
     (:mod:`sr2learn._polish`): while coordinate descent's steps 1/L_j would change the
     support, SR2 takes steps of those lengths (a fixed point of them is a stronger
     condition than a fixed point of SR2's shorter steps). On dense data with more
-    features than samples (and a working set) it starts with a continuation
+    features than samples it starts with a continuation
     (:mod:`sr2learn._continuation`): a few larger alphas are solved first, so that the
     features enter gradually, as in coordinate descent, rather than all at once.
 

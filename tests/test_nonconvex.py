@@ -112,22 +112,22 @@ def test_dense_p_gg_n_l_half_fit_starts_with_the_continuation(monkeypatch):
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("sparse", [False, True])
-def test_continuation_only_on_dense_p_gg_n_with_a_working_set(sparse, monkeypatch):
-    """Not on sparse data, nor without a working set (n > p here, or p < 2,000)."""
+@pytest.mark.parametrize("working_set", [True, False])
+def test_continuation_only_on_dense_data_with_more_features(sparse, working_set,
+                                                            monkeypatch):  # fmt: skip
+    """Not on sparse data, nor with more samples than features."""
     calls = []
     monkeypatch.setattr(_continuation, "STAGES", 1)
     real = _continuation.entry_alpha
     monkeypatch.setattr(_continuation, "entry_alpha",
                         lambda *a: calls.append(1) or real(*a))  # fmt: skip
-    X, y = _dense_p_gg_n(0, n=60, p=2000)
-    X = sp.csr_matrix(X) if sparse else X
-    SR2Classifier(penalty="l2/3", alpha=1e-2, random_state=0, max_iter=5).fit(X, y)
-    assert bool(calls) != sparse
-    calls.clear()
-    SR2Classifier(penalty="l2/3", alpha=1e-2, random_state=0, max_iter=5,
-                  working_set=False).fit(X, y)  # fmt: skip
-    assert not calls
-
+    for n, p in ((60, 2000), (300, 200)):
+        X, y = _dense_p_gg_n(0, n=n, p=p)
+        X = sp.csr_matrix(X) if sparse else X
+        SR2Classifier(penalty="l2/3", alpha=1e-2, random_state=0, max_iter=5,
+                      working_set=working_set).fit(X, y)  # fmt: skip
+        assert bool(calls) == (not sparse and p > n)
+        calls.clear()
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_continuation_stages_decrease_alpha_with_the_stage_eta2(monkeypatch):
