@@ -18,6 +18,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._certificate import NewtonCertificate
+from ._continuation import continuation, use_continuation
 from ._gram import CompressedLeastSquares, use_compressed
 from ._polish import polish
 from ._problem import LinearProblem, column_metric
@@ -311,13 +312,19 @@ class _BaseSR2(BaseEstimator):
                       diagnostics=diagnostics, variance_estimate=self.variance_estimate,
                       verbose=self.verbose, stability_floor=self.sigma_min is None)  # fmt: skip
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            if not partial and fresh and use_continuation(problem, penalty):
+                state, stages = continuation(problem, penalty, state, rule, tol=self.tol,
+                                             resolve=self._resolver(problem, rule, common))
+                for stage in stages:
+                    diagnostics.extend_steps(stage)
+                fresh = not np.any(state.W)
             state = self._solve(problem, penalty, state, rule, partial, fresh, common)
             if not partial and penalty.polish:
+                resolve = self._resolver(problem, rule, common)
                 state = polish(problem, penalty, state, rule, tol=self.tol, rng=gen,
                                max_epochs=self.max_iter - state.n_epochs,
                                diagnostics=diagnostics,
-                               resolve=lambda s: self._solve(problem, penalty, s, rule,
-                                                             partial, False, common))  # fmt: skip
+                               resolve=lambda s: resolve(s, penalty))  # fmt: skip
         self._remember_path_constants(problem)
         average = self._stream_average(problem, penalty, state.W, first) if partial else None
         # Only a finished solve makes the estimator fitted.
@@ -333,15 +340,30 @@ class _BaseSR2(BaseEstimator):
                           stacklevel=3)  # fmt: skip
         return self
 
-    def _solve(self, problem, penalty, state, rule, partial, fresh, common):
-        """The SR2 solve of ``_fit`` from ``state`` within the epochs left of max_iter."""
+    def _solve(self, problem, penalty, state, rule, partial, fresh, common, tol=None):
+        """The SR2 solve of ``_fit`` from ``state`` within the epochs left of max_iter
+        (to ``tol``, by default the estimator's)."""
         left = 1 if partial else self.max_iter - state.n_epochs
+        tol = self.tol if tol is None else tol
         if not partial and use_working_set(self.working_set, problem.p, penalty):
             return solve_working_set(problem, penalty, state, rule, max_epochs=left,
-                                     tol=self.tol, **common)  # fmt: skip
+                                     tol=tol, **common)  # fmt: skip
         return solve(problem, penalty, state, rule, max_epochs=left,
-                     tol=None if partial else self.tol, min_epochs=int(fresh),
+                     tol=None if partial else tol, min_epochs=int(fresh),
                      checkpoint_every=self.checkpoint_every, **common)  # fmt: skip
+
+    def _resolver(self, problem, rule, common):
+        """``resolve(state, penalty, tol=None, diagnostics=None, rule=None)``: the fit's
+        own solve of ``problem`` from ``state`` with another penalty, tol, diagnostics or
+        rule (the continuation's stages, the polish)."""
+        fit_rule = rule
+
+        def resolve(state, penalty, tol=None, diagnostics=None, rule=None):
+            options = common if diagnostics is None else dict(common, diagnostics=diagnostics)
+            return self._solve(problem, penalty, state, rule or fit_rule, False,
+                               not np.any(state.W), options, tol=tol)  # fmt: skip
+
+        return resolve
 
     def _problem(self, X, Y, sample_weight, datafit, metric, partial=False):
         """The fit's problem. Along a regularisation path (``_walk_path`` sets

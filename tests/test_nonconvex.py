@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sp
 from scipy.special import expit, log_expit
 
-from sr2learn import SR2Classifier, alpha_max
+from sr2learn import SR2Classifier, _continuation, alpha_max, linear_model
 from sr2learn.penalties import Lp
 
 
@@ -40,7 +40,7 @@ def _entering(X, y, est, penalty):
     n = X.shape[0]
     w = est.coef_.ravel()
     grad = np.asarray(X.T @ (expit(X @ w + est.intercept_[0]) - y)).ravel() / n
-    sq = X.multiply(X).sum(axis=0).A1
+    sq = np.asarray((X.multiply(X) if sp.issparse(X) else X * X).sum(axis=0)).ravel()
     seen = np.flatnonzero(sq > 0)  # an empty column has no gradient and no curvature
     step = 4.0 * n / sq[seen]
     moved = penalty.prox(w[seen] - step * grad[seen], step) != 0
@@ -64,3 +64,92 @@ def test_lp_fit_is_a_coordinate_descent_fixed_point(seed, name, q, monkeypatch):
     assert _entering(X, y, est, Lp(alpha, q)).size == 0
     unpolished = _fit(X, y, name, alpha, polish=False, monkeypatch=monkeypatch)
     assert _objective(X, y, est, alpha, q) <= _objective(X, y, unpolished, alpha, q) * (1 + 1e-9)
+
+
+def _dense_p_gg_n(seed, n=100, p=2000, k=10):
+    """Dense Gaussian design, more features than samples, k informative ones."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, p))
+    w = np.zeros(p)
+    w[rng.choice(p, k, replace=False)] = rng.choice([-2.0, 2.0], k)
+    return X, (X @ w + 0.5 * rng.standard_normal(n) > 0).astype(int)
+
+
+@pytest.mark.parametrize("q", [0.5, 2.0 / 3.0])
+def test_zero_alpha_is_where_the_prox_leaves_zero(q):
+    rng = np.random.default_rng(0)
+    v, step = rng.standard_normal(200) * 3, rng.random(200) + 0.05
+    alpha = Lp(1.0, q).zero_alpha(v, step)
+    for vi, ti, ai in zip(v, step, alpha, strict=True):
+        assert Lp(ai * (1 + 1e-9), q).prox(np.array([vi]), ti)[0] == 0
+        assert Lp(ai * (1 - 1e-6), q).prox(np.array([vi]), ti)[0] != 0
+
+
+@pytest.mark.slow
+def test_dense_p_gg_n_l_half_fit_starts_with_the_continuation(monkeypatch):
+    """On dense p >> n data, an l1/2 fit from zero lets many features in at once and
+    ends in a higher local minimum; the continuation's fit is lower on every seed,
+    converged, and a coordinate-descent fixed point, its stages' steps counted in the
+    diagnostics."""
+    fits = {}
+    default = _continuation.STAGES
+    for stages in (default, 0):
+        monkeypatch.setattr(_continuation, "STAGES", stages)
+        for seed in range(4):
+            X, y = _dense_p_gg_n(seed)
+            alpha = alpha_max(SR2Classifier(penalty="l1/2"), X, y) / 10
+            est = _fit(X, y, "l1/2", alpha)
+            fits[stages, seed] = est, _objective(X, y, est, alpha, 0.5)
+    for seed in range(4):
+        (est, with_stages), (plain, without) = fits[default, seed], fits[0, seed]
+        assert with_stages < without
+        assert est.diagnostics_.converged
+        for fit in (est, plain):  # every epoch's steps are in the trace, the stages' too
+            assert np.unique(fit.diagnostics_.history["epoch"]).size == fit.n_iter_
+        X, y = _dense_p_gg_n(seed)
+        assert _entering(X, y, est, Lp(est.alpha, 0.5)).size == 0
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("working_set", [True, False])
+def test_continuation_only_on_dense_data_with_more_features(sparse, working_set,
+                                                            monkeypatch):  # fmt: skip
+    """Not on sparse data, nor with more samples than features."""
+    calls = []
+    monkeypatch.setattr(_continuation, "STAGES", 1)
+    real = _continuation.entry_alpha
+    monkeypatch.setattr(_continuation, "entry_alpha",
+                        lambda *a: calls.append(1) or real(*a))  # fmt: skip
+    for n, p in ((60, 2000), (300, 200)):
+        X, y = _dense_p_gg_n(0, n=n, p=p)
+        X = sp.csr_matrix(X) if sparse else X
+        SR2Classifier(penalty="l2/3", alpha=1e-2, random_state=0, max_iter=5,
+                      working_set=working_set).fit(X, y)  # fmt: skip
+        assert bool(calls) == (not sparse and p > n)
+        calls.clear()
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_continuation_stages_decrease_alpha_with_the_stage_eta2(monkeypatch):
+    """The stages solve decreasing alphas above the fit's with eta2 at most STAGE_ETA2;
+    the fit itself keeps its own rule."""
+    seen = []
+    real = _continuation.continuation
+
+    def spy(problem, penalty, state, rule, *, resolve, tol):
+        def recording(state, stage_penalty, tol, diagnostics, stage_rule):
+            seen.append((stage_penalty.alpha, stage_rule.eta1, stage_rule.eta2))
+            return resolve(state, stage_penalty, tol, diagnostics, stage_rule)
+
+        return real(problem, penalty, state, rule, resolve=recording, tol=tol)
+
+    monkeypatch.setattr(linear_model, "continuation", spy)
+    X, y = _dense_p_gg_n(0, n=60, p=2000)
+    alpha = alpha_max(SR2Classifier(penalty="l1/2"), X, y) / 10
+    est = SR2Classifier(penalty="l1/2", alpha=alpha, eta1=1e-3, eta2=0.99, max_iter=40,
+                        random_state=0).fit(X, y)  # fmt: skip
+    alphas = [a for a, _, _ in seen]
+    assert len(seen) == _continuation.STAGES
+    assert alphas == sorted(alphas, reverse=True) and alphas[-1] > alpha
+    assert all(e1 == 1e-3 and e2 == _continuation.STAGE_ETA2 for _, e1, e2 in seen)
+    assert est._rule.eta2 == 0.99
