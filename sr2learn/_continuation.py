@@ -77,8 +77,9 @@ def continuation(problem, penalty, state, rule, *, resolve, tol):
     """Solve the continuation's alphas from ``state``; returns the state the fit at
     ``penalty``'s alpha starts from and the stages' diagnostics (their steps).
 
-    ``resolve(state, penalty, tol, diagnostics, rule)`` runs the fit's solver; the stages
-    use ``rule`` with eta2 (and eta1) at most STAGE_ETA2.
+    ``resolve(state, penalty, tol, diagnostics, rule, light=True)`` runs the fit's solver
+    without the diagnostics' Theorem 4 terms; the stages use ``rule`` with eta2 (and eta1)
+    at most STAGE_ETA2.
     """
     stages = []
     first = FIRST_FRACTION * entry_alpha(problem, penalty, state.W)
@@ -89,7 +90,8 @@ def continuation(problem, penalty, state, rule, *, resolve, tol):
     for alpha in np.geomspace(first, penalty.alpha, STAGES + 1)[:-1]:
         stage_tol = None if tol is None else STAGE_TOL_FACTOR * tol
         inner = ConvergenceDiagnostics(tol=stage_tol)
+        # Light: a stage's checkpoints are of another alpha; only its steps are kept.
         state = resolve(state, type(penalty)(**dict(params, alpha=float(alpha))), stage_tol,
-                        inner, stage_rule)  # fmt: skip
+                        inner, stage_rule, light=True)  # fmt: skip
         stages.append(inner)
     return state, stages

@@ -81,11 +81,14 @@ def _largest(values, k):
 
 def solve_working_set(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction,
                       rng, diagnostics, variance_estimate="exact", verbose=0,
-                      stability_floor=True):  # fmt: skip
+                      stability_floor=True, light=False):  # fmt: skip
     """Solve with a growing working set; returns the new full-problem state.
 
     ``max_epochs`` bounds the epochs of the inner solves together; ``tol`` is compared with
     the full problem's criterion (see :func:`sr2learn._checkpoint.checkpoint`).
+    ``light=True`` (as :func:`sr2learn._sr2.solve`'s): the full-problem checkpoints skip
+    the diagnostics' Theorem 4 terms and only the inner solves' steps reach
+    ``diagnostics`` (a continuation's stages, whose checkpoints are of another alpha).
     """
     # The inner solves' Newton dual points serve the full checkpoints that follow them.
     problem.newton_memo = NewtonMemo()
@@ -93,13 +96,14 @@ def solve_working_set(problem, penalty, state, rule, *, max_epochs, tol, varianc
         return _outer_loop(problem, penalty, state, rule, max_epochs=max_epochs, tol=tol,
                            variance_reduction=variance_reduction, rng=rng,
                            diagnostics=diagnostics, variance_estimate=variance_estimate,
-                           verbose=verbose, stability_floor=stability_floor)  # fmt: skip
+                           verbose=verbose, stability_floor=stability_floor,
+                           light=light)  # fmt: skip
     finally:
         problem.newton_memo = None
 
 
 def _outer_loop(problem, penalty, state, rule, *, max_epochs, tol, variance_reduction, rng,
-                diagnostics, variance_estimate, verbose, stability_floor):  # fmt: skip
+                diagnostics, variance_estimate, verbose, stability_floor, light):  # fmt: skip
     p = problem.p
     W = np.array(state.W, dtype=np.float64)
     sigma, b = state.sigma, state.batch_size
@@ -113,8 +117,9 @@ def _outer_loop(problem, penalty, state, rule, *, max_epochs, tol, variance_redu
     settings = _Settings(0, tol, variance_reduction, variance_estimate=variance_estimate,
                          verbose=verbose, certificate=NewtonCertificate(backoff=False))  # fmt: skip
     while True:
-        ck = _checkpoint(problem, penalty, W, sigma, b, None, settings, diag_rng, True)
-        _record(diagnostics, ck, sigma, b, log, steps, epochs, verbose)
+        ck = _checkpoint(problem, penalty, W, sigma, b, None, settings, diag_rng, not light)
+        if not light:
+            _record(diagnostics, ck, sigma, b, log, steps, epochs, verbose)
         W = ck.W
         converged = tol is not None and ck.criterion <= tol
         if converged or epochs - state.n_epochs >= max_epochs:
@@ -141,7 +146,8 @@ def _outer_loop(problem, penalty, state, rule, *, max_epochs, tol, variance_redu
         if verbose:
             print(f"[SR2 working set] {ws.size} features, criterion {ck.criterion:.3e}, "
                   f"{new.n_epochs - sub_start} epochs")  # fmt: skip
-    diagnostics.converged = converged
+    if not light:
+        diagnostics.converged = converged
     return SolverState(W, sigma, b, steps, epochs)
 
 

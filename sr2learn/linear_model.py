@@ -353,13 +353,16 @@ class _BaseSR2(BaseEstimator):
                      checkpoint_every=self.checkpoint_every, **common)  # fmt: skip
 
     def _resolver(self, problem, rule, common):
-        """``resolve(state, penalty, tol=None, diagnostics=None, rule=None)``: the fit's
-        own solve of ``problem`` from ``state`` with another penalty, tol, diagnostics or
-        rule (the continuation's stages, the polish)."""
+        """``resolve(state, penalty, tol=None, diagnostics=None, rule=None, light=False)``:
+        the fit's own solve of ``problem`` from ``state`` with another penalty, tol,
+        diagnostics or rule (the continuation's stages, the polish); ``light``: without
+        the diagnostics' Theorem 4 terms (see :func:`sr2learn._sr2.solve`)."""
         fit_rule = rule
 
-        def resolve(state, penalty, tol=None, diagnostics=None, rule=None):
+        def resolve(state, penalty, tol=None, diagnostics=None, rule=None, light=False):
             options = common if diagnostics is None else dict(common, diagnostics=diagnostics)
+            if light:
+                options = dict(options, light=True)
             return self._solve(problem, penalty, state, rule or fit_rule, False,
                                not np.any(state.W), options, tol=tol)  # fmt: skip
 

@@ -137,9 +137,10 @@ def test_continuation_stages_decrease_alpha_with_the_stage_eta2(monkeypatch):
     real = _continuation.continuation
 
     def spy(problem, penalty, state, rule, *, resolve, tol):
-        def recording(state, stage_penalty, tol, diagnostics, stage_rule):
-            seen.append((stage_penalty.alpha, stage_rule.eta1, stage_rule.eta2))
-            return resolve(state, stage_penalty, tol, diagnostics, stage_rule)
+        def recording(state, stage_penalty, tol, diagnostics, stage_rule, **options):
+            seen.append((stage_penalty.alpha, stage_rule.eta1, stage_rule.eta2,
+                         options.get("light")))
+            return resolve(state, stage_penalty, tol, diagnostics, stage_rule, **options)
 
         return real(problem, penalty, state, rule, resolve=recording, tol=tol)
 
@@ -148,8 +149,9 @@ def test_continuation_stages_decrease_alpha_with_the_stage_eta2(monkeypatch):
     alpha = alpha_max(SR2Classifier(penalty="l1/2"), X, y) / 10
     est = SR2Classifier(penalty="l1/2", alpha=alpha, eta1=1e-3, eta2=0.99, max_iter=40,
                         random_state=0).fit(X, y)  # fmt: skip
-    alphas = [a for a, _, _ in seen]
+    alphas = [a for a, _, _, _ in seen]
     assert len(seen) == _continuation.STAGES
     assert alphas == sorted(alphas, reverse=True) and alphas[-1] > alpha
-    assert all(e1 == 1e-3 and e2 == _continuation.STAGE_ETA2 for _, e1, e2 in seen)
+    assert all(e1 == 1e-3 and e2 == _continuation.STAGE_ETA2 for _, e1, e2, _ in seen)
+    assert all(light for _, _, _, light in seen)  # a stage's Theorem 4 terms are not kept
     assert est._rule.eta2 == 0.99

@@ -163,3 +163,34 @@ def test_restricted_problem_is_freed_before_the_next_full_checkpoint(monkeypatch
     SR2Classifier(alpha=0.01, working_set=True, tol=1e-8, random_state=0).fit(X, y)
     assert len(made) >= 2 and len(alive_at_checkpoints) == len(made) + 1
     assert alive_at_checkpoints == [0] * len(alive_at_checkpoints)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_light_solve_takes_the_same_steps_and_records_no_checkpoint(sparse):
+    """``light=True`` (a continuation's stages) skips the full checkpoints' Theorem 4
+    terms: the same iterates, the inner steps still counted, no checkpoint recorded and
+    no convergence flag set on the diagnostics it is given."""
+    from sr2learn._rule import SR2Rule
+    from sr2learn._sr2 import SolverState
+    from sr2learn._working_set import solve_working_set
+    from sr2learn.datafits import Logistic
+    from sr2learn.diagnostics import ConvergenceDiagnostics
+
+    X, y = sparse_problem("logistic", sparse, p=2500)
+    Y = y[:, None].astype(float)
+    results = {}
+    for light in (False, True):
+        problem = LinearProblem(X, Y, np.ones(X.shape[0]), Logistic(), True)
+        state = SolverState(np.zeros((problem.n_rows, 1)), problem.lipschitz(), 16)
+        diagnostics = ConvergenceDiagnostics()
+        new = solve_working_set(problem, L1(0.02), state, SR2Rule(), max_epochs=50,
+                                tol=1e-6, variance_reduction="svrg",
+                                rng=np.random.default_rng(0), diagnostics=diagnostics,
+                                light=light)  # fmt: skip
+        results[light] = new, diagnostics
+    (heavy, heavy_diag), (light, light_diag) = results[False], results[True]
+    np.testing.assert_array_equal(light.W, heavy.W)
+    assert light.n_steps == heavy.n_steps > 0
+    assert light_diag.n_steps == heavy_diag.n_steps
+    assert heavy_diag.n_checkpoints >= 2 and heavy_diag.converged
+    assert light_diag.n_checkpoints == 0 and not light_diag.converged
