@@ -313,8 +313,11 @@ class _BaseSR2(BaseEstimator):
                       verbose=self.verbose, stability_floor=self.sigma_min is None)  # fmt: skip
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             if not partial and fresh and use_continuation(problem, penalty):
+                # The stages stop by half of max_iter: at tol=0, or where a stage cannot
+                # reach its tol, they would leave the fit at its alpha no epoch.
+                stage_resolve = self._resolver(problem, rule, common, until=self.max_iter // 2)
                 state, stages = continuation(problem, penalty, state, rule, tol=self.tol,
-                                             resolve=self._resolver(problem, rule, common))
+                                             resolve=stage_resolve)  # fmt: skip
                 for stage in stages:
                     diagnostics.extend_steps(stage)
                 fresh = not np.any(state.W)
@@ -340,10 +343,11 @@ class _BaseSR2(BaseEstimator):
                           stacklevel=3)  # fmt: skip
         return self
 
-    def _solve(self, problem, penalty, state, rule, partial, fresh, common, tol=None):
-        """The SR2 solve of ``_fit`` from ``state`` within the epochs left of max_iter
-        (to ``tol``, by default the estimator's)."""
-        left = 1 if partial else self.max_iter - state.n_epochs
+    def _solve(self, problem, penalty, state, rule, partial, fresh, common, tol=None,
+               until=None):  # fmt: skip
+        """The SR2 solve of ``_fit`` from ``state`` within the epochs left of max_iter, or
+        of ``until`` epochs in all (to ``tol``, by default the estimator's)."""
+        left = 1 if partial else (self.max_iter if until is None else until) - state.n_epochs
         tol = self.tol if tol is None else tol
         if not partial and use_working_set(self.working_set, problem.p, penalty):
             return solve_working_set(problem, penalty, state, rule, max_epochs=left,
@@ -352,11 +356,12 @@ class _BaseSR2(BaseEstimator):
                      tol=None if partial else tol, min_epochs=int(fresh),
                      checkpoint_every=self.checkpoint_every, **common)  # fmt: skip
 
-    def _resolver(self, problem, rule, common):
+    def _resolver(self, problem, rule, common, until=None):
         """``resolve(state, penalty, tol=None, diagnostics=None, rule=None, light=False)``:
         the fit's own solve of ``problem`` from ``state`` with another penalty, tol,
-        diagnostics or rule (the continuation's stages, the polish); ``light``: without
-        the diagnostics' Theorem 4 terms (see :func:`sr2learn._sr2.solve`)."""
+        diagnostics or rule (the continuation's stages, the polish), up to ``until`` epochs
+        in all (default: max_iter); ``light``: without the diagnostics' Theorem 4 terms
+        (see :func:`sr2learn._sr2.solve`)."""
         fit_rule = rule
 
         def resolve(state, penalty, tol=None, diagnostics=None, rule=None, light=False):
@@ -364,7 +369,7 @@ class _BaseSR2(BaseEstimator):
             if light:
                 options = dict(options, light=True)
             return self._solve(problem, penalty, state, rule or fit_rule, False,
-                               not np.any(state.W), options, tol=tol)  # fmt: skip
+                               not np.any(state.W), options, tol=tol, until=until)  # fmt: skip
 
         return resolve
 

@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sp
 from scipy.special import expit, log_expit
 
-from sr2learn import SR2Classifier, _continuation, alpha_max, linear_model
+from sr2learn import SR2Classifier, SR2Regressor, _continuation, alpha_max, linear_model
 from sr2learn.penalties import Lp
 
 
@@ -155,3 +155,33 @@ def test_continuation_stages_decrease_alpha_with_the_stage_eta2(monkeypatch):
     assert all(e1 == 1e-3 and e2 == _continuation.STAGE_ETA2 for _, e1, e2, _ in seen)
     assert all(light for _, _, _, light in seen)  # a stage's Theorem 4 terms are not kept
     assert est._rule.eta2 == 0.99
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_continuation_leaves_epochs_for_the_fit_at_its_alpha():
+    """With tol=0 (run max_iter epochs) no stage converges: the stages together may take
+    at most half of max_iter, the rest goes to the fit at its own alpha (it had none: the
+    coefficients were the first stage's, at a larger alpha)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 120))
+    y = X[:, :5] @ np.full(5, 2.0) + 0.1 * rng.standard_normal(40)
+    spent = []
+    real = _continuation.continuation
+
+    def spy(*args, **kwargs):
+        state, stages = real(*args, **kwargs)
+        spent.append(state.n_epochs)
+        return state, stages
+
+    def objective(est):
+        residual = y - X @ est.coef_ - est.intercept_
+        return 0.5 * np.mean(residual**2) + 0.05 * np.sum(np.sqrt(np.abs(est.coef_)))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(linear_model, "continuation", spy)
+        unbounded = SR2Regressor(penalty="l1/2", alpha=0.05, tol=0, max_iter=300,
+                                 random_state=0).fit(X, y)  # fmt: skip
+    assert 0 < spent[0] <= 150 and unbounded.n_iter_ == 300
+    assert unbounded.diagnostics_.checkpoints["criterion"][-1] < 1e-3
+    default = SR2Regressor(penalty="l1/2", alpha=0.05, random_state=0).fit(X, y)
+    assert objective(unbounded) <= objective(default) * (1 + 1e-3)
