@@ -46,6 +46,30 @@ def test_prox_is_vectorised_and_keeps_shape(pen):
     np.testing.assert_allclose(out, expected)
 
 
+@pytest.mark.parametrize("p", [0.5, 2.0 / 3.0])
+@pytest.mark.parametrize("array_step", [False, True], ids=["scalar step", "array step"])
+def test_lp_prox_of_a_large_array_matches_the_entrywise_prox(p, array_step):
+    # Over _COMPILED_UP_TO entries the prox is NumPy's, on the entries over the threshold
+    # only; each entry must be the compiled prox's of that entry alone.
+    pen = Lp(0.05, p=p)
+    rng = np.random.default_rng(1)
+    V = rng.normal(scale=0.3, size=(3000, 2))
+    step = rng.uniform(0.05, 2.0, size=(3000, 1)) if array_step else 0.4
+    out = pen.prox(V, step)
+    steps = np.broadcast_to(step, V.shape)
+    expected = np.vectorize(lambda x, t: pen.prox(np.array([x]), t)[0])(V, steps)
+    assert 0 < np.count_nonzero(out) < out.size
+    np.testing.assert_array_equal(out == 0, expected == 0)
+    np.testing.assert_allclose(out, expected, rtol=1e-12)
+
+
+def test_lp_prox_of_a_large_float32_array_stays_float32():
+    V = np.random.default_rng(2).normal(size=3000).astype(np.float32)
+    out = Lp(0.1, p=0.5).prox(V, 0.3)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, Lp(0.1, p=0.5).prox(V.astype(np.float64), 0.3), rtol=1e-5)
+
+
 def frechet_distance_by_definition(pen, w, g):
     """dist(-g, ∂R(w)) for a scalar w, from the subdifferential written out by hand."""
     a = pen.alpha
