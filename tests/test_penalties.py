@@ -63,6 +63,15 @@ def test_lp_prox_of_a_large_array_matches_the_entrywise_prox(p, array_step):
     np.testing.assert_allclose(out, expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("p", [0.5, 2.0 / 3.0])
+def test_lp_value_of_a_large_sparse_array_is_the_definition(p):
+    # Over _COMPILED_UP_TO entries, the power is taken on the nonzero entries only.
+    w = np.zeros((5000, 2))
+    w.flat[np.random.default_rng(3).choice(w.size, 40, replace=False)] = np.linspace(-2, 3, 40)
+    assert Lp(0.3, p=p).value(w) == 0.3 * np.sum(np.abs(w) ** p)
+    assert np.count_nonzero(w) == 40  # the argument is left as it was
+
+
 def test_lp_prox_of_a_large_float32_array_stays_float32():
     V = np.random.default_rng(2).normal(size=3000).astype(np.float32)
     out = Lp(0.1, p=0.5).prox(V, 0.3)
