@@ -201,8 +201,12 @@ class LinearProblem:
         return G / self.n, H / self.n
 
     def rows(self, idx):
-        """X, Y and the weights of the rows ``idx`` (a copy of those rows of X only)."""
-        XB = self.X[idx]
+        """X, Y and the weights of the rows ``idx`` (a copy of those rows of X only, or X
+        itself, read-only to the callers, for all the rows of a C-ordered dense X: a full
+        batch's copy of dense 200 x 5000 took 0.8 ms, four times a fit)."""
+        every_row = (isinstance(self.X, np.ndarray) and self.X.flags.c_contiguous
+                     and np.array_equal(idx, np.arange(self.n)))  # fmt: skip
+        XB = self.X if every_row else self.X[idx]
         if self.columns is not None:
             XB = XB[:, self.columns]
         return XB, self.Y[idx], self.sw[idx]

@@ -240,7 +240,15 @@ class Lp(Penalty):
         if _small_numpy(w):
             return _value_flat(self.kernel(), np.ascontiguousarray(w, dtype=np.float64).reshape(-1))
         xp = array_namespace(w)
-        return self.alpha * xp.sum(xp.abs(w) ** self.p)
+        a = xp.abs(w)
+        if isinstance(w, np.ndarray):
+            # The power on the nonzero entries only (a few dozen of the 5,000 at the
+            # working set's full-problem checkpoints); the zeros stay in the sum, whose
+            # rounding is then the same.
+            nonzero = a > 0
+            a[nonzero] **= self.p
+            return self.alpha * np.sum(a)
+        return self.alpha * xp.sum(a**self.p)
 
     def prox(self, v, step):
         if _small_numpy(v):
@@ -254,22 +262,34 @@ class Lp(Penalty):
             return v
         lam = 2.0 * step * self.alpha  # both closed forms are stated for 1/2(u-v)^2 + lam/2 |u|^p
         a = xp.abs(v)
+        keep = a > self._threshold(lam)
+        if isinstance(v, np.ndarray):
+            # Only the entries over the threshold: on the working set's full-problem
+            # checkpoints (5,000 entries, a few dozen nonzero) the transcendentals on every
+            # entry took 0.13 to 0.2 ms a call (the same values: the same ufuncs per entry).
+            out = np.zeros(v.shape, dtype=np.result_type(v, lam))
+            lam_kept = lam if np.ndim(lam) == 0 else np.broadcast_to(lam, v.shape)[keep]
+            out[keep] = np.sign(v[keep]) * self._magnitude(np, a[keep], lam_kept)
+            return out
+        safe = xp.where(keep, a, xp.asarray(2.0 * self._threshold(lam) + 1.0, dtype=a.dtype))
+        return xp.where(keep, xp.sign(v) * self._magnitude(xp, safe, lam), xp.zeros_like(v))
+
+    def _threshold(self, lam):
+        """Below it (``|v| <= threshold``) the prox is zero."""
         if self.p == 0.5:
-            threshold = (54.0 ** (1.0 / 3.0) / 4.0) * lam ** (2.0 / 3.0)
-            keep = a > threshold
-            safe = xp.where(keep, a, xp.asarray(2.0 * threshold + 1.0, dtype=a.dtype))
-            phi = xp.acos(xp.clip((lam / 8.0) * (safe / 3.0) ** -1.5, max=1.0))
-            mag = (2.0 / 3.0) * safe * (1.0 + xp.cos(2.0 * math.pi / 3.0 - (2.0 / 3.0) * phi))
-        else:
-            threshold = (2.0 / 3.0) * (3.0 * lam**3) ** 0.25
-            keep = a > threshold
-            safe = xp.where(keep, a, xp.asarray(2.0 * threshold + 1.0, dtype=a.dtype))
-            arg = xp.clip((27.0 / 16.0) * safe**2 * lam**-1.5, min=1.0)
-            acosh = xp.log(arg + xp.sqrt(arg * arg - 1.0))
-            cosh = (xp.exp(acosh / 3.0) + xp.exp(-acosh / 3.0)) / 2.0
-            phi = (2.0 / math.sqrt(3.0)) * lam**0.25 * xp.sqrt(cosh)
-            mag = ((phi + xp.sqrt(xp.clip(2.0 * safe / phi - phi * phi, min=0.0))) / 2.0) ** 3
-        return xp.where(keep, xp.sign(v) * mag, xp.zeros_like(v))
+            return (54.0 ** (1.0 / 3.0) / 4.0) * lam ** (2.0 / 3.0)
+        return (2.0 / 3.0) * (3.0 * lam**3) ** 0.25
+
+    def _magnitude(self, xp, a, lam):
+        """|prox| for entries ``a = |v|`` over the threshold (array-API form)."""
+        if self.p == 0.5:
+            phi = xp.acos(xp.clip((lam / 8.0) * (a / 3.0) ** -1.5, max=1.0))
+            return (2.0 / 3.0) * a * (1.0 + xp.cos(2.0 * math.pi / 3.0 - (2.0 / 3.0) * phi))
+        arg = xp.clip((27.0 / 16.0) * a**2 * lam**-1.5, min=1.0)
+        acosh = xp.log(arg + xp.sqrt(arg * arg - 1.0))
+        cosh = (xp.exp(acosh / 3.0) + xp.exp(-acosh / 3.0)) / 2.0
+        phi = (2.0 / math.sqrt(3.0)) * lam**0.25 * xp.sqrt(cosh)
+        return ((phi + xp.sqrt(xp.clip(2.0 * a / phi - phi * phi, min=0.0))) / 2.0) ** 3
 
     def zero_alpha(self, v, step):
         """Entrywise, the smallest alpha at which ``prox(v, step)`` is zero: the

@@ -413,3 +413,20 @@ def test_intercept_shift_near_the_minimiser_makes_one_pass_with_the_loss(datafit
         grad = sw @ datafit.derivative(start + delta, Y)
         assert np.max(np.abs(grad)) <= 1e-11 * n
         assert full == 1 and 1 <= model <= 2, (full, model)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_rows_of_a_full_batch_are_the_data_and_of_a_batch_a_copy(order):
+    rng = np.random.default_rng(0)
+    X = np.asarray(rng.normal(size=(6, 4)), order=order)
+    problem = LinearProblem(X, rng.normal(size=(6, 1)), rng.uniform(1, 2, 6), Quadratic(), True)
+    XB, YB, swB = problem.rows(np.arange(6))
+    np.testing.assert_array_equal(XB, X)
+    np.testing.assert_array_equal(swB, problem.sw)
+    # Not copied where the copy would be the same C-ordered array.
+    assert (XB is problem.X) == problem.X.flags.c_contiguous
+    idx = np.array([0, 2, 5])
+    XB, YB, swB = problem.rows(idx)
+    np.testing.assert_array_equal(XB, X[idx])
+    np.testing.assert_array_equal(YB, problem.Y[idx])
+    assert XB is not problem.X

@@ -46,6 +46,39 @@ def test_prox_is_vectorised_and_keeps_shape(pen):
     np.testing.assert_allclose(out, expected)
 
 
+@pytest.mark.parametrize("p", [0.5, 2.0 / 3.0])
+@pytest.mark.parametrize("array_step", [False, True], ids=["scalar step", "array step"])
+def test_lp_prox_of_a_large_array_matches_the_entrywise_prox(p, array_step):
+    # Over _COMPILED_UP_TO entries the prox is NumPy's, on the entries over the threshold
+    # only; each entry must be the compiled prox's of that entry alone.
+    pen = Lp(0.05, p=p)
+    rng = np.random.default_rng(1)
+    V = rng.normal(scale=0.3, size=(3000, 2))
+    step = rng.uniform(0.05, 2.0, size=(3000, 1)) if array_step else 0.4
+    out = pen.prox(V, step)
+    steps = np.broadcast_to(step, V.shape)
+    expected = np.vectorize(lambda x, t: pen.prox(np.array([x]), t)[0])(V, steps)
+    assert 0 < np.count_nonzero(out) < out.size
+    np.testing.assert_array_equal(out == 0, expected == 0)
+    np.testing.assert_allclose(out, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("p", [0.5, 2.0 / 3.0])
+def test_lp_value_of_a_large_sparse_array_is_the_definition(p):
+    # Over _COMPILED_UP_TO entries, the power is taken on the nonzero entries only.
+    w = np.zeros((5000, 2))
+    w.flat[np.random.default_rng(3).choice(w.size, 40, replace=False)] = np.linspace(-2, 3, 40)
+    assert Lp(0.3, p=p).value(w) == 0.3 * np.sum(np.abs(w) ** p)
+    assert np.count_nonzero(w) == 40  # the argument is left as it was
+
+
+def test_lp_prox_of_a_large_float32_array_stays_float32():
+    V = np.random.default_rng(2).normal(size=3000).astype(np.float32)
+    out = Lp(0.1, p=0.5).prox(V, 0.3)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, Lp(0.1, p=0.5).prox(V.astype(np.float64), 0.3), rtol=1e-5)
+
+
 def frechet_distance_by_definition(pen, w, g):
     """dist(-g, ∂R(w)) for a scalar w, from the subdifferential written out by hand."""
     a = pen.alpha
