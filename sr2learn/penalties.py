@@ -281,7 +281,7 @@ class Lp(Penalty):
         return (2.0 / 3.0) * (3.0 * lam**3) ** 0.25
 
     def _magnitude(self, xp, a, lam):
-        """|prox| for entries ``a = |v|`` over the threshold (array-API form)."""
+        """The prox's magnitude for entries ``a = |v|`` over the threshold (array-API form)."""
         if self.p == 0.5:
             phi = xp.acos(xp.clip((lam / 8.0) * (a / 3.0) ** -1.5, max=1.0))
             return (2.0 / 3.0) * a * (1.0 + xp.cos(2.0 * math.pi / 3.0 - (2.0 / 3.0) * phi))
