@@ -101,19 +101,35 @@ def _centred_gram(X, y, sw, mean):
         gram[p, p] = y @ y
         gram *= sw[0]
         gram -= np.outer(mean, mean) * n
-        spread = np.diag(gram)
-        if np.all(n * np.square(mean) <= _CANCELLATION * np.maximum(spread, 0.0)):
+        if _centring_keeps_digits(n, mean, gram):
             return gram
-    gram = np.zeros((p + 1, p + 1))
+    return _sliced_gram(X, y, sw, mean=mean)
+
+
+def _sliced_gram(X, y, sw, *, mean=None, ones=False):
+    """sum_i s_i b_i b_i^T for b_i = [x_i, y_i] - ``mean`` (then 1, with ``ones``), over
+    weighted float64 copies of slices of rows."""
+    n, p = X.shape
+    width = p + 1 + int(ones)
+    gram = np.zeros((width, width))
     root = np.sqrt(sw)
-    for rows in _row_slices(n, p):
-        B = np.empty((rows.stop - rows.start, p + 1))
+    for rows in _row_slices(n, width - 1):
+        B = np.empty((rows.stop - rows.start, width))
         B[:, :p] = X[rows]
         B[:, p] = y[rows]
-        B -= mean
+        if mean is not None:
+            B[:, : p + 1] -= mean
+        if ones:
+            B[:, p + 1] = 1.0
         B *= root[rows, None]
         gram += B.T @ B  # a symmetric rank-k update (BLAS syrk)
     return gram
+
+
+def _centring_keeps_digits(n, mean, centred):
+    """Whether a Gram centred after its sums kept its digits: no column's mean so large
+    against its spread that the subtraction lost more than ``_CANCELLATION`` of them."""
+    return bool(np.all(n * np.square(mean) <= _CANCELLATION * np.maximum(np.diag(centred), 0.0)))
 
 
 def _factor(gram):
@@ -175,24 +191,14 @@ class FoldGrams:
             return np.zeros(kept.shape[0] - 1), kept[:-1, :-1] * (n / weight)
         mean = kept[:-1, -1] / weight
         centred = (kept[:-1, :-1] - weight * np.outer(mean, mean)) * (n / weight)
-        if not np.all(n * np.square(mean) <= _CANCELLATION * np.maximum(np.diag(centred), 0)):
+        if not _centring_keeps_digits(n, mean, centred):
             return None
         return mean, centred
 
 
 def _raw_moments(X, y, sw):
     """sum_i s_i z_i z_i^T for z_i = [x_i, y_i, 1], in float64 over slices of rows."""
-    n, p = X.shape
-    moments = np.zeros((p + 2, p + 2))
-    root = np.sqrt(sw)
-    for rows in _row_slices(n, p + 1):
-        B = np.empty((rows.stop - rows.start, p + 2))
-        B[:, :p] = X[rows]
-        B[:, p] = y[rows]
-        B[:, p + 1] = 1.0
-        B *= root[rows, None]
-        moments += B.T @ B
-    return moments
+    return _sliced_gram(X, y, sw, ones=True)
 
 
 def compressed_least_squares(X, y, sample_weight, fit_intercept, gram=None):

@@ -193,7 +193,7 @@ def _r2(est, X, y, sample_weight=None):
     and scikit-learn's own scorer (NaN and its warning) for fewer than two samples."""
     if y.shape[0] < 2:
         return float(est.score(X, y, sample_weight=sample_weight))
-    residual = np.average(np.square(y - est._scores(X)[:, 0]), weights=sample_weight)
+    residual = -_neg_mean_squared_error(est, X, y, sample_weight)
     spread = np.average(np.square(y - np.average(y, weights=sample_weight)),
                         weights=sample_weight)  # fmt: skip
     if spread == 0:
