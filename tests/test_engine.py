@@ -192,25 +192,27 @@ def test_lazy_steps_visit_few_coordinates_of_wide_sparse_data():
     assert visits_lazy < visits_eager / 20
 
 
+@pytest.mark.parametrize("K", [1, 3])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n", [12, 13, 14, 15])
-def test_dense_passes_with_several_outputs_equal_numpy(n, dtype):
-    """The full passes over dense rows with several outputs (four rows at a time, then the
-    rest) give X W, X^T E / n and the pair of gradients, with the intercept, for every
+def test_dense_passes_four_rows_at_a_time_equal_numpy(n, dtype, K):
+    """The full passes over dense rows (four rows at a time, then the rest; one output as
+    several) give X W, X^T E / n and the pair of gradients, with the intercept, for every
     remainder of n by four."""
     rng = np.random.default_rng(n)
     X = (rng.standard_normal((n, 9)) * (rng.random((n, 9)) < 0.6)).astype(dtype)
-    problem = LinearProblem(X, np.eye(3)[rng.integers(3, size=n)], np.ones(n), Multinomial(),
-                            True)  # fmt: skip
+    datafit = Multinomial() if K > 1 else Logistic()
+    Y = np.eye(K + 1)[rng.integers(K + 1, size=n), :K]
+    problem = LinearProblem(X, Y, np.ones(n), datafit, True)
     X64 = X.astype(np.float64)
-    W = rng.standard_normal((10, 3))
+    W = rng.standard_normal((10, K))
     np.testing.assert_allclose(problem.predict(W), X64 @ W[:9] + W[9], rtol=1e-12, atol=1e-12)
-    E = rng.standard_normal((n, 5))  # the trial pass's gradients: 2K columns
+    E = rng.standard_normal((n, 2 * K - 1))  # up to the trial pass's 2K columns
     G = problem.gradient(E)
     np.testing.assert_allclose(G, np.vstack([X64.T @ E, E.sum(axis=0)]) / n, rtol=1e-12,
                                atol=1e-12)  # fmt: skip
-    F = rng.standard_normal((n, 3))  # a checkpoint's gradient and its trial point's
-    for got, R in zip(problem.gradient_pair(E[:, :3], F), (E[:, :3], F), strict=True):
+    F = rng.standard_normal((n, K))  # a checkpoint's gradient and its trial point's
+    for got, R in zip(problem.gradient_pair(E[:, :K], F), (E[:, :K], F), strict=True):
         np.testing.assert_allclose(got, np.vstack([X64.T @ R, R.sum(axis=0)]) / n,
                                    rtol=1e-12, atol=1e-12)  # fmt: skip
 
