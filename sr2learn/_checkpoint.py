@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._certificate import newton_dual_point, support_signature
-from ._engine import loss_pass
+from ._engine import loss_pass, prox_step_decrease
 from ._problem import loss_derivatives, row_slices
 from ._rule import SR2Rule
 
@@ -96,12 +96,13 @@ class Checkpoint:
     record: dict | None = None  # the diagnostics' row (full checkpoints only)
 
 
-def _stationarity_measure(problem, penalty, W, R_w, G):
+def _stationarity_measure(problem, penalty, W, G):
     """R2's sqrt(sigma xi) for the full-gradient step at sigma = L in the metric: the
-    norm of the proximal-gradient mapping with step 1/L, zero exactly at stationarity."""
+    norm of the proximal-gradient mapping with step 1/L, zero exactly at stationarity
+    (xi compiled: the engine's step with the full gradient)."""
     L = problem.lipschitz()
     L = L if L > 0 else 1.0
-    return math.sqrt(L * prox_step(problem, penalty, W, R_w, G, L)[2])
+    return math.sqrt(L * prox_step_decrease(problem.data, penalty.kernel(), W, G, L))
 
 
 def _null_scale(problem, penalty):
@@ -215,7 +216,7 @@ def checkpoint(problem, penalty, W, *, diagnostic=None, tol=None, certificate=No
     # criterion; a convex penalty's checkpoint needs it only for the diagnostics' record.
     measure = math.nan
     if kappa is None or diagnostic is not None:
-        measure = _stationarity_measure(problem, penalty, W, R_w, G)
+        measure = _stationarity_measure(problem, penalty, W, G)
     gap = math.nan
     if kappa is not None:
         gap = max(objective - _dual_objective(problem, E, kappa), 0.0)

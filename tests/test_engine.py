@@ -9,9 +9,9 @@ import scipy.sparse as sp
 from numba import njit
 
 from sr2learn import SR2Classifier, SR2Regressor, penalties
-from sr2learn._checkpoint import checkpoint, draw_step
+from sr2learn._checkpoint import checkpoint, draw_step, prox_step
 from sr2learn._compiled import bregman, loss_derivative, prox_entries, value_entries
-from sr2learn._engine import EpochPlan, EpochState, Reference, sr2_epoch
+from sr2learn._engine import EpochPlan, EpochState, Reference, prox_step_decrease, sr2_epoch
 from sr2learn._problem import LinearProblem, data_nbytes
 from sr2learn._rule import SR2Rule
 from sr2learn._sr2 import _rule_params
@@ -164,6 +164,36 @@ def test_compiled_steps_equal_the_numpy_reference_steps(penalty, datafit, K, svr
         np.testing.assert_allclose(trace[:, 3], trace_ref[:, 2], rtol=1e-8, atol=1e-14)
         np.testing.assert_allclose(W_c, W_ref, rtol=1e-8, atol=1e-10)
     assert trace[:, 2].any()  # some step was taken
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize(("datafit", "K"), DATAFITS, ids=lambda d: type(d).__name__)
+@pytest.mark.parametrize("penalty", PENALTIES[:5], ids=repr)
+def test_compiled_prox_step_decrease_equals_the_numpy_step(penalty, datafit, K, fit_intercept):
+    """The stationarity measure's xi (compiled: the engine's trial step with the full
+    gradient) is that of the NumPy reference step, at a point with a support and at zero
+    (their intercepts not at the optimum)."""
+    problem = small_problem(datafit, K, sparse=False)
+    if not fit_intercept:
+        problem = LinearProblem(problem.X, problem.Y, problem.sw, datafit, False)
+    rng = np.random.default_rng(4)
+    W = np.zeros((problem.n_rows, K))
+    W[:6] = rng.standard_normal((6, K)) / np.sqrt(problem.metric[:6, None])
+    W[: problem.p] = penalty.prox(W[: problem.p], 1.0)  # feasible for L0Ball
+    decreases = []
+    for start in (W, np.zeros_like(W)):
+        if fit_intercept:
+            start[-1] = 0.5
+        E = datafit.derivative(problem.predict(start), problem.Y) * problem.sw[:, None]
+        G = problem.gradient(E)
+        R_w = penalty.value(start[: problem.p])
+        for sigma in (0.1, 1.0, 10.0):
+            sigma *= problem.lipschitz()
+            expected = prox_step(problem, penalty, start, R_w, G, sigma)[2]
+            got = prox_step_decrease(problem.data, penalty.kernel(), start, G, sigma)
+            assert got == pytest.approx(expected, rel=1e-10, abs=1e-15)
+            decreases.append(got)
+    assert min(decreases) >= 0 and max(decreases) > 0  # (zero: a null step)
 
 
 def test_lazy_steps_visit_few_coordinates_of_wide_sparse_data():
