@@ -171,10 +171,12 @@ class LinearProblem:
         """
         return self._gradient(E)
 
-    def _gradient(self, E):
+    def _gradient(self, E, blas=None):
+        """``blas``: whether dense float64 X read whole goes through BLAS (default: for
+        several columns)."""
         E = np.ascontiguousarray(E, dtype=np.float64)
         G = np.empty((self.n_rows, E.shape[1]))
-        if E.shape[1] > 1 and self._blas_reads_x:
+        if (E.shape[1] > 1 if blas is None else blas) and self._blas_reads_x:
             np.matmul(self.X.T, E, out=G[: self.p])
             if self.fit_intercept:
                 G[self.p] = E.sum(axis=0)
@@ -184,13 +186,16 @@ class LinearProblem:
         return G
 
     def gradient_pair(self, E, F):
-        """X~^T E / n and X~^T F / n in one pass over X (float64). Dense float64 X read by
-        BLAS gets [E, F] side by side (X dwarfs them); otherwise the compiled pass reads
+        """X~^T E / n and X~^T F / n in one pass over X (float64). Dense X read whole gets
+        [E, F] side by side (X dwarfs them), through the pass that ``gradient(E)`` takes
+        alone (BLAS for several outputs of float64 X, else compiled: each column's sums
+        then the same as alone, so that a checkpoint's gradient does not depend on whether
+        it computes the diagnostics' trial gradient too); otherwise the compiled pass reads
         each row once for both, without an (n, 2K) copy of the residuals (on one-hot CSR
         each vector of n floats is about 5% of X)."""
         K = E.shape[1]
-        if self._blas_reads_x:
-            G = self._gradient(np.hstack([E, F]))
+        if self.columns is None and not sp.issparse(self.X):
+            G = self._gradient(np.hstack([E, F]), blas=K > 1)
             # Contiguous copies ((p + 1) x K): a strided gradient, as the SVRG reference,
             # gave the epoch engine a second compiled version (loaded or compiled on a
             # CV's first path solve: 40 ms of a 0.3 s fit in a fresh process).
