@@ -437,3 +437,20 @@ def test_gram_matvec_equals_numpy(layout, columns, fit_intercept):
     out = np.empty_like(v)
     gram_matvec_into(problem.data, v, out)
     np.testing.assert_allclose(out, Xt.T @ (sw[:, None] * (Xt @ v)), rtol=1e-10, atol=1e-10)
+
+
+def test_block_edges_cover_every_row_once_in_blocks_of_the_batch_size():
+    """An epoch's blocks: from 0 to n, the first ending at the shift (none when it is 0),
+    the next ones b rows long, the last one what is left."""
+    from sr2learn._sr2 import _block_edges
+
+    for n in (1, 2, 7, 40):
+        for b in range(1, n + 2):
+            for shift in range(b) if b < n else [0]:
+                edges = _block_edges(n, b, shift)
+                assert edges[0] == 0 and edges[-1] == n
+                sizes = np.diff(edges)
+                assert np.all(sizes > 0)
+                inner = sizes[1:-1] if shift else sizes[:-1]
+                assert np.all(inner == b)
+                assert sizes[0] == (shift if shift else min(b, n))
