@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._certificate import newton_dual_point, support_signature
-from ._engine import loss_pass
+from ._engine import loss_pass, prox_step_decrease
 from ._problem import loss_derivatives, row_slices
 from ._rule import SR2Rule
 
@@ -31,7 +31,7 @@ class Draw:
     """One SR2 step drawn at W on a minibatch (not yet accepted or rejected)."""
 
     idx: object
-    ZB: np.ndarray
+    ZB: np.ndarray | None  # the batch's predictions (None: a full batch's, not kept)
     dloss: np.ndarray  # l'(z_i)
     g: np.ndarray
     S: np.ndarray
@@ -96,12 +96,13 @@ class Checkpoint:
     record: dict | None = None  # the diagnostics' row (full checkpoints only)
 
 
-def _stationarity_measure(problem, penalty, W, R_w, G):
+def _stationarity_measure(problem, penalty, W, G):
     """R2's sqrt(sigma xi) for the full-gradient step at sigma = L in the metric: the
-    norm of the proximal-gradient mapping with step 1/L, zero exactly at stationarity."""
+    norm of the proximal-gradient mapping with step 1/L, zero exactly at stationarity
+    (xi compiled: the engine's step with the full gradient)."""
     L = problem.lipschitz()
     L = L if L > 0 else 1.0
-    return math.sqrt(L * prox_step(problem, penalty, W, R_w, G, L)[2])
+    return math.sqrt(L * prox_step_decrease(problem.data, penalty.kernel(), W, G, L))
 
 
 def _null_scale(problem, penalty):
@@ -215,7 +216,7 @@ def checkpoint(problem, penalty, W, *, diagnostic=None, tol=None, certificate=No
     # criterion; a convex penalty's checkpoint needs it only for the diagnostics' record.
     measure = math.nan
     if kappa is None or diagnostic is not None:
-        measure = _stationarity_measure(problem, penalty, W, R_w, G)
+        measure = _stationarity_measure(problem, penalty, W, G)
     gap = math.nan
     if kappa is not None:
         gap = max(objective - _dual_objective(problem, E, kappa), 0.0)
@@ -239,14 +240,33 @@ def checkpoint(problem, penalty, W, *, diagnostic=None, tol=None, certificate=No
 
 
 def _trial_pass(problem, penalty, W, R_w, E, diagnostic):
-    """A step drawn at W, and the full gradients at W and at w + s in one pass."""
+    """A step drawn at W, and the full gradients at W and at w + s in one pass. A batch
+    of every row draws the full-gradient step (SVRG's correction cancels): it is taken
+    from the checkpoint's own gradient, without the batch's two passes over X."""
     n, b = problem.n, diagnostic["batch_size"]
     idx = np.sort(diagnostic["rng"].choice(n, size=min(b, n), replace=False))
+    if idx.size == n:
+        G = problem.gradient(E)
+        draw = _full_batch_draw(problem, penalty, W, R_w, diagnostic["sigma"], E, G)
+        return draw, G, problem.gradient(_trial_derivatives(problem, draw))
     draw = draw_step(problem, penalty, W, R_w, diagnostic["sigma"], idx, diagnostic["ref"])
+    G, G_trial = problem.gradient_pair(E, _trial_derivatives(problem, draw))
+    return draw, G, G_trial
+
+
+def _trial_derivatives(problem, draw):
+    """s_i l'(z_i) per sample at the draw's trial point w + s (one pass over X)."""
     E_trial = problem.predict(draw.W_trial)
     loss_pass(problem.datafit.kernel(), E_trial, problem.Y, problem.sw, E_trial)  # in place
-    G, G_trial = problem.gradient_pair(E, E_trial)
-    return draw, G, G_trial
+    return E_trial
+
+
+def _full_batch_draw(problem, penalty, W, R_w, sigma, E, G):
+    """The step drawn on every row, from the full gradient G at W (``E``: s_i l'(z_i));
+    its batch predictions are not kept (None)."""
+    W_trial, R_trial, xi, step_sq = prox_step(problem, penalty, W, R_w, G, sigma)
+    return Draw(np.arange(problem.n), None, loss_derivatives(E, problem.sw), G, W_trial - W,
+                W_trial, R_trial, xi, step_sq)  # fmt: skip
 
 
 def _theorem4_terms(problem, penalty, ck, draw, G_trial, diagnostic):

@@ -10,6 +10,7 @@ its size (the compiled passes read it in place, and the Gram matrix of the Lipsc
 is summed over slices of rows), so a fit's memory is X plus arrays of n or p entries.
 """
 
+import math
 
 import numpy as np
 import scipy.sparse as sp
@@ -161,19 +162,22 @@ class LinearProblem:
     def gradient(self, E):
         """X~^T E / n (float64).
 
-        With several columns (a checkpoint's gradients at w and at w + s), dense float64 X
-        read whole goes through BLAS: the compiled row loop, which adds each row into G,
-        took 2 to 10 times as long on 10,000 x 500 and 500 x 1,000. One column stays
-        compiled (as fast, and threaded gemv stalled on a busy machine: 16 ms for a
-        500 x 1,000 product), as do float32 X (BLAS would copy it to float64) and a
-        working set's column subset (BLAS would gather it).
+        With several columns (a multinomial checkpoint's), dense float64 X read whole
+        goes through BLAS: the compiled row loop, which adds each row into G, took 2 to 10
+        times as long on 10,000 x 500 and 500 x 1,000. One column stays compiled (dense
+        rows four at a time, as fast as BLAS: 0.27 against 0.28 ms on 200 x 5,000; and
+        threaded gemv stalled on a busy machine: 16 ms for a 500 x 1,000 product), as do
+        float32 X (BLAS would copy it to float64) and a working set's column subset (BLAS
+        would gather it).
         """
         return self._gradient(E)
 
-    def _gradient(self, E):
+    def _gradient(self, E, blas=None):
+        """``blas``: whether dense float64 X read whole goes through BLAS (default: for
+        several columns)."""
         E = np.ascontiguousarray(E, dtype=np.float64)
         G = np.empty((self.n_rows, E.shape[1]))
-        if E.shape[1] > 1 and self._blas_reads_x:
+        if (E.shape[1] > 1 if blas is None else blas) and self._blas_reads_x:
             np.matmul(self.X.T, E, out=G[: self.p])
             if self.fit_intercept:
                 G[self.p] = E.sum(axis=0)
@@ -183,13 +187,16 @@ class LinearProblem:
         return G
 
     def gradient_pair(self, E, F):
-        """X~^T E / n and X~^T F / n in one pass over X (float64). Dense float64 X read by
-        BLAS gets [E, F] side by side (X dwarfs them); otherwise the compiled pass reads
+        """X~^T E / n and X~^T F / n in one pass over X (float64). Dense X read whole gets
+        [E, F] side by side (X dwarfs them), through the pass that ``gradient(E)`` takes
+        alone (BLAS for several outputs of float64 X, else compiled: each column's sums
+        then the same as alone, so that a checkpoint's gradient does not depend on whether
+        it computes the diagnostics' trial gradient too); otherwise the compiled pass reads
         each row once for both, without an (n, 2K) copy of the residuals (on one-hot CSR
         each vector of n floats is about 5% of X)."""
         K = E.shape[1]
-        if self._blas_reads_x:
-            G = self._gradient(np.hstack([E, F]))
+        if self.columns is None and not sp.issparse(self.X):
+            G = self._gradient(np.hstack([E, F]), blas=K > 1)
             # Contiguous copies ((p + 1) x K): a strided gradient, as the SVRG reference,
             # gave the epoch engine a second compiled version (loaded or compiled on a
             # CV's first path solve: 40 ms of a 0.3 s fit in a fresh process).
@@ -279,23 +286,34 @@ class LinearProblem:
             row_norms_into(self.data, self._row_norms_sq)
         return self._row_norms_sq
 
-    def lipschitz(self):
+    def lipschitz(self, gram=None):
         """Lipschitz constant of grad f in the metric (a bound from the data): the curvature
         of the loss times the top eigenvalue of D^(-1/2) X~^T S X~ D^(-1/2) / n, that
         eigenvalue exact up to rounding or to Lanczos' tolerance (rounded up), or for
         nonnegative X a certified upper bound at most 0.1% above it (see
-        :func:`_largest_eig_gram`)."""
+        :func:`_largest_eig_gram`). ``gram``: the small side's Gram matrix, when the
+        caller has it (:func:`_small_gram`)."""
         if self._lipschitz is None:
-            self._lipschitz = self.datafit.curvature * _largest_eig_gram(self) / self.n
+            self._lipschitz = self.datafit.curvature * _largest_eig_gram(self, gram) / self.n
         return self._lipschitz
 
     def curvature_estimate(self, idx, n_power=15, seed=0):
         """Curvature of f_B on the rows ``idx`` in the metric: a few power iterations, on
         the columns that the rows store (the others are zero in f_B's Hessian: on
         text-like 20,000 x 50,000, 32 rows store 1,600 of them, and iterating on all p
-        took 4 ms against 2)."""
+        took 4 ms against 2).
+
+        On every row of a problem whose L is still to be computed from its small side's
+        Gram matrix, that Gram serves both: L is computed from it, and the same power
+        iterations run on it (the same estimate up to rounding) instead of on X (on
+        dense 200 x 5,000: 30 products with X, 8.5 ms, against the Gram's 0.3 ms)."""
         XB, _, swB = self.rows(idx)
         v = np.random.default_rng(seed).standard_normal((self.n_rows, 1))
+        if XB is self.X and self._lipschitz is None and _gram_is_small(self):
+            gram = _small_gram(self)
+            self.lipschitz(gram)
+            lam = _power_on_gram(self, gram, v, n_power)
+            return self.datafit.curvature * lam
         inv_metric = self.inv_metric
         if sp.issparse(XB):
             XB, present = _stored_columns(XB)
@@ -388,14 +406,19 @@ _LANCZOS_TOL = 1e-7
 _EIGVALSH_UP_TO = 64
 
 
-def _largest_eig_gram(problem):
+def _gram_is_small(problem):
+    """Whether L comes from the Gram matrix of A's small side (:func:`_small_gram`)."""
+    return min(problem.n, problem.n_rows) <= (16 if sp.issparse(problem.X) else 1500)
+
+
+def _largest_eig_gram(problem, gram=None):
     """Largest eigenvalue of A^T A, A = S^(1/2) X~ D^(-1/2): exact up to rounding (a small
-    side's Gram), a certified bound at most ``_CERTIFIED_TOL`` above it (nonnegative X,
-    :func:`_collatz_wielandt_top`), or Lanczos' value within ``_LANCZOS_TOL``, rounded up."""
-    small = min(problem.n, problem.n_rows)
-    if small <= (16 if sp.issparse(problem.X) else 1500):
-        gram = _small_gram(problem)
-        if small <= _EIGVALSH_UP_TO:
+    side's Gram, ``gram`` when given), a certified bound at most ``_CERTIFIED_TOL`` above
+    it (nonnegative X, :func:`_collatz_wielandt_top`), or Lanczos' value within
+    ``_LANCZOS_TOL``, rounded up."""
+    if _gram_is_small(problem):
+        gram = _small_gram(problem) if gram is None else gram
+        if gram.shape[0] <= _EIGVALSH_UP_TO:
             return float(np.linalg.eigvalsh(gram)[-1])
         return _lanczos_top(gram.shape[0], gram.__matmul__)
     scale = np.sqrt(problem.inv_metric)
@@ -467,6 +490,35 @@ def _lanczos_top(size, matvec):
     top = eigsh(op, k=1, which="LA", ncv=min(6, size), tol=_LANCZOS_TOL, v0=v0,
                 return_eigenvectors=False)[0]  # fmt: skip
     return float(top) * (1.0 + _LANCZOS_TOL)
+
+
+def _power_on_gram(problem, gram, v, n_power):
+    """The top eigenvalue of A^T A / n by ``curvature_estimate``'s power iterations from
+    ``v``, run on the small side's Gram matrix. A tall problem's Gram is A^T A itself.
+    A wide one's is A A^T: after the first product, v_k = A^T c_k, so that
+    A^T A v_k = A^T (G c_k) and ||v_k||^2 = c_k^T G c_k (G = A A^T): one product with X,
+    then products with G only."""
+    n = problem.n
+    v = v / np.linalg.norm(v)
+    if problem.n > problem.n_rows:
+        lam = 0.0
+        for _ in range(n_power):
+            v = gram @ v / n
+            lam = float(np.linalg.norm(v))
+            if not lam > 0.0:
+                break
+            v /= lam
+        return lam
+    scale = np.sqrt(problem.inv_metric)[:, None]
+    c = _affine(problem.X, scale * v, problem.fit_intercept) * np.sqrt(problem.sw)[:, None] / n
+    lam = 0.0
+    for step in range(n_power):
+        if step:
+            c = gram @ c / (n * lam)
+        lam = math.sqrt(max(float(c[:, 0] @ (gram @ c[:, 0])), 0.0))
+        if not lam > 0.0:
+            break
+    return lam
 
 
 def _small_gram(problem):

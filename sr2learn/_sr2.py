@@ -102,13 +102,24 @@ def _rule_params(rule):
                       rule.sigma_max, eps)  # fmt: skip
 
 
+def _block_edges(n, b, shift):
+    """0, shift, shift + b, shift + 2b, ... below n, then n: the edges of the blocks of b
+    rows, the first one shorter by ``b - shift`` (0 once when shift is 0)."""
+    first = int(shift > 0)
+    starts = np.arange(shift, n, b, dtype=np.int64)
+    edges = np.zeros(first + starts.size + 1, dtype=np.int64)
+    edges[first:-1] = starts
+    edges[-1] = n
+    return edges
+
+
 def _epoch(problem, penalty, W, R_w, sigma, b, ref, rows, rng, settings, rule):
     """One compiled epoch: random reshuffling of blocks of the rows in the order ``rows``
     (a random shift of the block edges and a random block order). Returns (W, R, sigma,
     trace, clamps, norm test failures, norm tests)."""
     n = problem.n
     shift = int(rng.integers(b)) if b < n else 0
-    edges = np.unique(np.r_[0, np.arange(shift, n, b), n]).astype(np.int64)
+    edges = _block_edges(n, b, shift)
     order = rng.permutation(edges.size - 1).astype(np.int64)
     theta = NORM_TEST_THETA if settings.variance_reduction == "growing_batch" else 0.0
     lazy = settings.lazy and penalty.lazy_exact

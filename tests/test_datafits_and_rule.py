@@ -239,6 +239,41 @@ def test_curvature_estimate_on_stored_columns_equals_the_dense_one(fit_intercept
                                                              rel=1e-10)
 
 
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize(("n", "p"), [(40, 300), (40, 39), (60, 12)],
+                         ids=["wide", "square", "tall"])  # fmt: skip
+def test_full_batch_curvature_estimate_on_the_gram_equals_the_one_on_x(n, p, fit_intercept,
+                                                                      monkeypatch):
+    """On every row, before L is known, the power iterations run on the Gram matrix that
+    L is computed from (A A^T for a wide problem, A^T A for a tall one), with at most one
+    product with X: the estimate of the iterations on X, and L the same as computed
+    alone."""
+    from sr2learn import _problem
+
+    products = []
+    real = _problem._affine
+    monkeypatch.setattr(_problem, "_affine", lambda *a: (products.append(1), real(*a))[1])
+    rng = np.random.default_rng(p)
+    X = rng.standard_normal((n, p)) * rng.uniform(0.1, 10.0, size=p)
+    sw = rng.uniform(0.5, 2.0, size=n)
+    sw *= n / sw.sum()
+    Y = (rng.random((n, 1)) < 0.5).astype(float)
+    on_gram = LinearProblem(X, Y, sw, Logistic(), fit_intercept)
+    on_x = LinearProblem(X, Y, sw, Logistic(), fit_intercept)
+    on_x._lipschitz = math.inf  # known: the iterations read X
+    every_row = np.arange(n)
+    for n_power in (1, 2, 15):
+        on_gram._lipschitz = None
+        products.clear()
+        estimate = on_gram.curvature_estimate(every_row, n_power=n_power, seed=4)
+        assert len(products) <= 1
+        assert estimate == pytest.approx(on_x.curvature_estimate(every_row, n_power=n_power,
+                                                                 seed=4), rel=1e-12)
+    alone = LinearProblem(X, Y, sw, Logistic(), fit_intercept).lipschitz()
+    assert on_gram.lipschitz() == pytest.approx(alone, rel=1e-14)
+    assert 0 < estimate <= on_gram.lipschitz()
+
+
 RULE = SR2Rule(sigma_min=1e-3, sigma_max=1e3)
 
 

@@ -355,3 +355,45 @@ def test_in_batch_variance_estimate_is_unbiased(svrg):
     # Both estimate E||grad f(w) - g||^2 in the metric's dual norm, sum_j (.)_j^2 / d_j^2.
     errors = [np.sum((draw.g - G) ** 2 * problem.inv_metric[:, None]) for draw in draws]
     assert np.mean(errors) == pytest.approx(exact, rel=0.05)
+
+
+@pytest.mark.parametrize("svrg", [False, True])
+def test_a_full_batch_trial_pass_draws_the_batch_step_on_every_row(svrg):
+    """A checkpoint's trial step on every row comes from its own full gradient (no pass of
+    the batch): the step, gradients and Theorem 4 terms of the batch draw on all rows."""
+    from sr2learn._checkpoint import _trial_pass, draw_step
+    from sr2learn._engine import Reference
+    from sr2learn._problem import LinearProblem
+    from sr2learn.datafits import Logistic
+    from sr2learn.penalties import Lp
+
+    rng = np.random.default_rng(1)
+    n, p = 40, 8
+    X = rng.normal(size=(n, p)) * np.logspace(-1, 1, p)
+    Y = rng.integers(0, 2, size=(n, 1)).astype(float)
+    sw = rng.uniform(0.5, 1.5, size=n)
+    problem = LinearProblem(X, Y, sw * n / sw.sum(), Logistic(), True)
+    W = rng.normal(size=(p + 1, 1)) * 0.3 / np.sqrt(np.r_[problem.metric, 1.0])[:, None]
+    penalty = Lp(0.01, 0.5)
+    W[:p] = penalty.prox(W[:p], 1.0)
+    E = Logistic().derivative(problem.predict(W), Y) * problem.sw[:, None]
+    ref = None
+    if svrg:
+        D_ref = Logistic().derivative(problem.predict(0.9 * W), Y) * problem.sw[:, None]
+        ref = Reference(True, D_ref, problem.gradient(D_ref))
+    R_w = penalty.value(W[:p])
+    sigma = 2.0 * problem.lipschitz()
+    diagnostic = dict(sigma=sigma, batch_size=n, ref=ref, rng=np.random.default_rng(0))
+    draw, G, G_trial = _trial_pass(problem, penalty, W, R_w, E, diagnostic)
+    batch = draw_step(problem, penalty, W, R_w, sigma, np.arange(n), ref)
+    np.testing.assert_array_equal(draw.idx, np.arange(n))
+    np.testing.assert_allclose(G, problem.gradient(E), rtol=1e-14, atol=1e-17)
+    np.testing.assert_allclose(draw.g, batch.g, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(draw.dloss, batch.dloss, rtol=1e-14)
+    for name in ("W_trial", "S"):
+        np.testing.assert_allclose(getattr(draw, name), getattr(batch, name), rtol=1e-10,
+                                   atol=1e-14)  # fmt: skip
+    for name in ("R_trial", "xi", "step_sq"):
+        assert getattr(draw, name) == pytest.approx(getattr(batch, name), rel=1e-10)
+    E_trial = Logistic().derivative(problem.predict(batch.W_trial), Y) * problem.sw[:, None]
+    np.testing.assert_allclose(G_trial, problem.gradient(E_trial), rtol=1e-10, atol=1e-14)

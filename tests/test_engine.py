@@ -9,9 +9,9 @@ import scipy.sparse as sp
 from numba import njit
 
 from sr2learn import SR2Classifier, SR2Regressor, penalties
-from sr2learn._checkpoint import checkpoint, draw_step
+from sr2learn._checkpoint import checkpoint, draw_step, prox_step
 from sr2learn._compiled import bregman, loss_derivative, prox_entries, value_entries
-from sr2learn._engine import EpochPlan, EpochState, Reference, sr2_epoch
+from sr2learn._engine import EpochPlan, EpochState, Reference, prox_step_decrease, sr2_epoch
 from sr2learn._problem import LinearProblem, data_nbytes
 from sr2learn._rule import SR2Rule
 from sr2learn._sr2 import _rule_params
@@ -166,6 +166,36 @@ def test_compiled_steps_equal_the_numpy_reference_steps(penalty, datafit, K, svr
     assert trace[:, 2].any()  # some step was taken
 
 
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize(("datafit", "K"), DATAFITS, ids=lambda d: type(d).__name__)
+@pytest.mark.parametrize("penalty", PENALTIES[:5], ids=repr)
+def test_compiled_prox_step_decrease_equals_the_numpy_step(penalty, datafit, K, fit_intercept):
+    """The stationarity measure's xi (compiled: the engine's trial step with the full
+    gradient) is that of the NumPy reference step, at a point with a support and at zero
+    (their intercepts not at the optimum)."""
+    problem = small_problem(datafit, K, sparse=False)
+    if not fit_intercept:
+        problem = LinearProblem(problem.X, problem.Y, problem.sw, datafit, False)
+    rng = np.random.default_rng(4)
+    W = np.zeros((problem.n_rows, K))
+    W[:6] = rng.standard_normal((6, K)) / np.sqrt(problem.metric[:6, None])
+    W[: problem.p] = penalty.prox(W[: problem.p], 1.0)  # feasible for L0Ball
+    decreases = []
+    for start in (W, np.zeros_like(W)):
+        if fit_intercept:
+            start[-1] = 0.5
+        E = datafit.derivative(problem.predict(start), problem.Y) * problem.sw[:, None]
+        G = problem.gradient(E)
+        R_w = penalty.value(start[: problem.p])
+        for sigma in (0.1, 1.0, 10.0):
+            sigma *= problem.lipschitz()
+            expected = prox_step(problem, penalty, start, R_w, G, sigma)[2]
+            got = prox_step_decrease(problem.data, penalty.kernel(), start, G, sigma)
+            assert got == pytest.approx(expected, rel=1e-10, abs=1e-15)
+            decreases.append(got)
+    assert min(decreases) >= 0 and max(decreases) > 0  # (zero: a null step)
+
+
 def test_lazy_steps_visit_few_coordinates_of_wide_sparse_data():
     rng = np.random.default_rng(3)
     n, p = 400, 4000
@@ -192,25 +222,27 @@ def test_lazy_steps_visit_few_coordinates_of_wide_sparse_data():
     assert visits_lazy < visits_eager / 20
 
 
+@pytest.mark.parametrize("K", [1, 3])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n", [12, 13, 14, 15])
-def test_dense_passes_with_several_outputs_equal_numpy(n, dtype):
-    """The full passes over dense rows with several outputs (four rows at a time, then the
-    rest) give X W, X^T E / n and the pair of gradients, with the intercept, for every
+def test_dense_passes_four_rows_at_a_time_equal_numpy(n, dtype, K):
+    """The full passes over dense rows (four rows at a time, then the rest; one output as
+    several) give X W, X^T E / n and the pair of gradients, with the intercept, for every
     remainder of n by four."""
     rng = np.random.default_rng(n)
     X = (rng.standard_normal((n, 9)) * (rng.random((n, 9)) < 0.6)).astype(dtype)
-    problem = LinearProblem(X, np.eye(3)[rng.integers(3, size=n)], np.ones(n), Multinomial(),
-                            True)  # fmt: skip
+    datafit = Multinomial() if K > 1 else Logistic()
+    Y = np.eye(K + 1)[rng.integers(K + 1, size=n), :K]
+    problem = LinearProblem(X, Y, np.ones(n), datafit, True)
     X64 = X.astype(np.float64)
-    W = rng.standard_normal((10, 3))
+    W = rng.standard_normal((10, K))
     np.testing.assert_allclose(problem.predict(W), X64 @ W[:9] + W[9], rtol=1e-12, atol=1e-12)
-    E = rng.standard_normal((n, 5))  # the trial pass's gradients: 2K columns
+    E = rng.standard_normal((n, 2 * K - 1))  # up to the trial pass's 2K columns
     G = problem.gradient(E)
     np.testing.assert_allclose(G, np.vstack([X64.T @ E, E.sum(axis=0)]) / n, rtol=1e-12,
                                atol=1e-12)  # fmt: skip
-    F = rng.standard_normal((n, 3))  # a checkpoint's gradient and its trial point's
-    for got, R in zip(problem.gradient_pair(E[:, :3], F), (E[:, :3], F), strict=True):
+    F = rng.standard_normal((n, K))  # a checkpoint's gradient and its trial point's
+    for got, R in zip(problem.gradient_pair(E[:, :K], F), (E[:, :K], F), strict=True):
         np.testing.assert_allclose(got, np.vstack([X64.T @ R, R.sum(axis=0)]) / n,
                                    rtol=1e-12, atol=1e-12)  # fmt: skip
 
@@ -405,3 +437,20 @@ def test_gram_matvec_equals_numpy(layout, columns, fit_intercept):
     out = np.empty_like(v)
     gram_matvec_into(problem.data, v, out)
     np.testing.assert_allclose(out, Xt.T @ (sw[:, None] * (Xt @ v)), rtol=1e-10, atol=1e-10)
+
+
+def test_block_edges_cover_every_row_once_in_blocks_of_the_batch_size():
+    """An epoch's blocks: from 0 to n, the first ending at the shift (none when it is 0),
+    the next ones b rows long, the last one what is left."""
+    from sr2learn._sr2 import _block_edges
+
+    for n in (1, 2, 7, 40):
+        for b in range(1, n + 2):
+            for shift in range(b) if b < n else [0]:
+                edges = _block_edges(n, b, shift)
+                assert edges[0] == 0 and edges[-1] == n
+                sizes = np.diff(edges)
+                assert np.all(sizes > 0)
+                inner = sizes[1:-1] if shift else sizes[:-1]
+                assert np.all(inner == b)
+                assert sizes[0] == (shift if shift else min(b, n))
