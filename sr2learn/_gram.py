@@ -32,7 +32,7 @@ import math
 import numpy as np
 import scipy.sparse as sp
 from scipy.fft import idct
-from scipy.linalg import eigh, lapack
+from scipy.linalg import lapack
 
 from ._problem import LinearProblem
 
@@ -253,12 +253,18 @@ def largest_eig_moments(moments, inv_metric):
     """The top eigenvalue of D^(-1/2) M D^(-1/2) for the moments M of
     :func:`compressed_least_squares` (on the coefficients and the intercept that
     ``inv_metric`` covers): the Lipschitz bound of the squared loss, exact up to rounding.
-    LAPACK's selected-eigenvalue solver: on 500 x 500 it took a third of Lanczos' time,
-    whose 200 products the clustered top of a correlated design's spectrum needed."""
+    LAPACK's symmetric eigenvalue solver, through NumPy: Lanczos needed 200 products on
+    the clustered top of a correlated design's spectrum (three times the time on 500 x
+    500). Not SciPy's selected-eigenvalue driver, though it computes less (5 ms against
+    8 ms on 500 x 500, 0.2 against 0.3 ms on 101 x 101, alone): under a BLAS thread
+    limit set at run time (threadpoolctl, as benchmarks/bench_breadth.py sets) on busy
+    cores, SciPy's OpenBLAS spent 11-15 ms of CPU on it at 101 x 101 (half of
+    SR2RegressorCV's time on a 2,000 x 100 regression) and 1-2 s at 500 x 500, where
+    NumPy's took 0.3 ms and 14-22 ms."""
     k = inv_metric.size
     scale = np.sqrt(inv_metric)
     scaled = moments[:k, :k] * np.outer(scale, scale)
-    return float(eigh(scaled, eigvals_only=True, subset_by_index=[k - 1, k - 1])[0])
+    return float(np.linalg.eigvalsh(scaled)[-1])
 
 
 class CompressedLeastSquares(LinearProblem):
