@@ -157,10 +157,13 @@ class FoldGrams:
     Why. Each fold's compressed problem needs the centred Gram of its training rows:
     formed fold by fold, k folds cost (k - 1) n p^2 flops (and the refit n p^2 more);
     from the Gram of [X, y, 1] over all n rows, n p^2 flops, each fold only subtracts
-    the Gram of its n / k held-out rows. The uncentred moments are centred after the
-    subtraction, which loses digits where a column's mean is large against its spread, or
-    where the held-out rows carry most of a column's squares: such a fold gets None, and
-    its fit forms its own Gram (``_centred_gram``'s careful way).
+    the Gram of its n / k held-out rows. The moments are taken about the weighted mean of
+    all the rows (a fold's mean is close to it), so that centring a fold's after the
+    subtraction loses no digits where a column's mean is large against its spread (y + 1e6,
+    X + 100: such folds formed their own Grams, and their SR2 fits on uncentred rows were
+    slow). Digits are still lost where the held-out rows carry most of a column's squares
+    about that mean: such a fold gets None, and its fit forms its own Gram
+    (``_centred_gram``'s careful way).
 
     Parameters
     ----------
@@ -174,7 +177,9 @@ class FoldGrams:
         n = X.shape[0]
         self._sw = (np.ones(n) if sample_weight is None
                     else np.asarray(sample_weight, dtype=np.float64))  # fmt: skip
-        self._total = _raw_moments(self._X, self._y, self._sw)
+        total = float(self._sw.sum())
+        self._shift = _weighted_mean(X, self._y, self._sw) * (n / total if total > 0 else 0.0)
+        self._total = _raw_moments(self._X, self._y, self._sw, self._shift)
 
     def of_rows(self, held_out, fit_intercept):
         """(mean, centred Gram) of the rows other than ``held_out`` (indices), as
@@ -184,24 +189,31 @@ class FoldGrams:
         kept = self._total
         if held_out.size:
             kept = kept - _raw_moments(self._X[held_out], self._y[held_out],
-                                       self._sw[held_out])  # fmt: skip
+                                       self._sw[held_out], self._shift)  # fmt: skip
         n = self._X.shape[0] - held_out.size
         weight = kept[-1, -1]
         lost = np.diag(kept)[:-1] * _CANCELLATION < np.diag(self._total)[:-1]
         if not weight > 0 or np.any(lost):
             return None
-        if not fit_intercept:
-            return np.zeros(kept.shape[0] - 1), kept[:-1, :-1] * (n / weight)
-        mean = kept[:-1, -1] / weight
-        centred = (kept[:-1, :-1] - weight * np.outer(mean, mean)) * (n / weight)
-        if not _centring_keeps_digits(n, mean, centred):
+        sums, shift = kept[:-1, -1], self._shift  # sum_i s_i (z_i - shift), and shift
+        if not fit_intercept:  # the moments about zero, unless they cancel out
+            cross = np.outer(shift, sums)
+            raw = kept[:-1, :-1] + cross + cross.T + weight * np.outer(shift, shift)
+            size = np.diag(kept)[:-1] + 2.0 * np.abs(np.diag(cross)) + weight * shift**2
+            if np.any(np.diag(raw) * _CANCELLATION < size):
+                return None
+            return np.zeros(kept.shape[0] - 1), raw * (n / weight)
+        offset = sums / weight  # the fold's mean, less shift
+        centred = (kept[:-1, :-1] - weight * np.outer(offset, offset)) * (n / weight)
+        if not _centring_keeps_digits(n, offset, centred):
             return None
-        return mean, centred
+        return offset + shift, centred
 
 
-def _raw_moments(X, y, sw):
-    """sum_i s_i z_i z_i^T for z_i = [x_i, y_i, 1], in float64 over slices of rows."""
-    return _sliced_gram(X, y, sw, ones=True)
+def _raw_moments(X, y, sw, shift):
+    """sum_i s_i z_i z_i^T for z_i = [x_i - shift[:p], y_i - shift[p], 1], in float64 over
+    slices of rows."""
+    return _sliced_gram(X, y, sw, mean=shift, ones=True)
 
 
 def compressed_least_squares(X, y, sample_weight, fit_intercept, gram=None):

@@ -99,7 +99,7 @@ def _add_columns(G, s, changed, count, out):
 
 @njit(**JIT)
 def _cholesky(H):
-    """A Cholesky factor of H, or of H + 1e-10 diag(H) where H is singular (e.g. equal
+    """A Cholesky factor of H, or of H + 1e-13 diag(H) where H is singular (e.g. equal
     columns: a step along it still decreases F, by at least the quadratic's part); None
     where neither is positive definite."""
     try:
@@ -108,7 +108,7 @@ def _cholesky(H):
         pass
     damped = H.copy()
     for a in range(H.shape[0]):
-        damped[a, a] += 1e-10 * H[a, a] + 1e-300
+        damped[a, a] += 1e-13 * H[a, a] + 1e-300
     try:
         return np.linalg.cholesky(damped)
     except Exception:  # noqa: BLE001
