@@ -239,13 +239,7 @@ def compressed_least_squares(X, y, sample_weight, fit_intercept, gram=None):
         with a zero row and column without intercept.
     """
     n, p = X.shape
-    sw = np.asarray(sample_weight, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64).ravel()
-    if gram is not None:
-        mean, centred = gram
-    else:
-        mean = _weighted_mean(X, y, sw) if fit_intercept else np.zeros(p + 1)
-        centred = _centred_gram(X, y, sw, mean)
+    mean, centred = data_gram(X, y, sample_weight, fit_intercept) if gram is None else gram
     R = _factor(centred)
     # Random signs, then an orthonormal cosine basis: with an intercept its columns 1..r
     # (orthogonal to the constant: the q_k sum to zero), else all r of them.
@@ -262,6 +256,15 @@ def compressed_least_squares(X, y, sample_weight, fit_intercept, gram=None):
         moments[:p, p] = moments[p, :p] = mean[:p]
         moments[p, p] = 1.0
     return np.ascontiguousarray(Z[:, :p]), np.ascontiguousarray(Z[:, p]), moments
+
+
+def data_gram(X, y, sample_weight, fit_intercept):
+    """(mean, centred Gram) of the rows of [X, y] with ``sample_weight`` (normalised to mean
+    1): the weighted mean (zero without intercept) and sum_i s_i (z_i - mean)(z_i - mean)^T."""
+    sw = np.asarray(sample_weight, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).ravel()
+    mean = _weighted_mean(X, y, sw) if fit_intercept else np.zeros(X.shape[1] + 1)
+    return mean, _centred_gram(X, y, sw, mean)
 
 
 def largest_eig_moments(moments, inv_metric):
@@ -288,9 +291,13 @@ class CompressedLeastSquares(LinearProblem):
 
     ``metric``: the step's metric, of X (:func:`sr2learn._problem.column_metric` of X:
     the iterates are those of the uncompressed problem's metric); ``gram``: as in
-    :func:`compressed_least_squares`."""
+    :func:`compressed_least_squares`, kept as ``gram`` with the number of rows of X,
+    ``n_samples`` (the lasso on the moments, ``sr2learn._gram_solver``, solves on them)."""
 
     def __init__(self, X, Y, sample_weight, datafit, fit_intercept, metric, gram=None):
+        if gram is None:
+            gram = data_gram(X, Y[:, 0], sample_weight, fit_intercept)
+        self.gram, self.n_samples = gram, X.shape[0]
         Xc, yc, moments = compressed_least_squares(X, Y[:, 0], sample_weight, fit_intercept,
                                                    gram)  # fmt: skip
         super().__init__(Xc, yc[:, None], np.ones(yc.size), datafit, fit_intercept, metric)

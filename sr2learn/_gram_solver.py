@@ -190,12 +190,35 @@ def _signs_kept(w, trial, changed, count):
 
 
 @njit(**JIT)
-def lasso_on_moments(G, b, c, inv_metric, kernel, rule, tol, max_steps, w, G_w, sigma):
+def _record(trace, row, sigma, rho, accepted, step_sq, xi, objective, w):
+    """One row of ``trace`` (the engine's columns, ``sr2learn._engine.TRACE_COLUMNS``),
+    when it has rows."""
+    if row < trace.shape[0]:
+        trace[row, 0], trace[row, 1], trace[row, 2] = sigma, rho, accepted
+        trace[row, 3], trace[row, 4], trace[row, 5] = step_sq, xi, objective
+        trace[row, 6] = np.count_nonzero(w)
+
+
+@njit(**JIT)
+def _metric_sq(s, changed, count, inv_metric):
+    """||s||_D^2 over the coordinates ``changed``."""
+    total = 0.0
+    for q in range(count):
+        total += s[changed[q]] ** 2 / inv_metric[changed[q]]
+    return total
+
+
+@njit(**JIT)
+def lasso_on_moments(G, b, c, inv_metric, kernel, rule, tol, max_steps, w, G_w, sigma, trace):
     """Solve the lasso on the moments (G, b, c) from ``w`` (``G_w`` = G w), in place,
     until its relative duality gap is at most ``tol`` or ``max_steps`` steps (SR2 steps
     and Newton tries, each from the whole gradient) were made. ``kernel``: the L1
     penalty's compiled form; ``rule``: ``sr2learn._engine.RuleParams``; ``sigma``: a
-    one-entry array, SR2's sigma, updated in place.
+    one-entry array, SR2's sigma, updated in place; ``trace``: one row per step (the
+    engine's columns: sigma, rho, accepted, ||s||_D^2, xi, F before the step, nnz after)
+    where it has the rows (none: nothing recorded). A Newton step is recorded with
+    sigma = 0 (no regularisation) and rho = 1: its model, the quadratic on the orthant
+    face, is F there, and xi is F's decrease.
 
     Returns (criterion, steps, newton_tries).
     """
@@ -207,7 +230,7 @@ def lasso_on_moments(G, b, c, inv_metric, kernel, rule, tol, max_steps, w, G_w, 
     G_s = np.empty(p)
     changed = np.empty(p, dtype=np.int64)
     r_w = value_entries(kernel, w, p)
-    criterion, _ = _relative_gap(G_w, b, c, w, alpha, r_w)
+    criterion, objective = _relative_gap(G_w, b, c, w, alpha, r_w)
     steps = 0
     newton_tries = 0
     # Newton is tried on a support (set and signs) that an accepted SR2 step kept, once
@@ -225,7 +248,11 @@ def lasso_on_moments(G, b, c, inv_metric, kernel, rule, tol, max_steps, w, G_w, 
                     w[changed[q]] += s[changed[q]]
                 _add_columns(G, s, changed, count, G_w)
                 r_w = value_entries(kernel, w, p)
-                criterion, _ = _relative_gap(G_w, b, c, w, alpha, r_w)
+                before = objective
+                criterion, objective = _relative_gap(G_w, b, c, w, alpha, r_w)
+                _record(trace, steps - 1, 0.0, 1.0, 1.0,
+                        _metric_sq(s, changed, count, inv_metric), before - objective, before,
+                        w)  # fmt: skip
                 continue
         # One SR2 step from the whole gradient, in the metric.
         sig = sigma[0]
@@ -235,14 +262,13 @@ def lasso_on_moments(G, b, c, inv_metric, kernel, rule, tol, max_steps, w, G_w, 
         prox_entries(kernel, trial, t, trial, p)
         count = 0
         g_s = 0.0
-        s_sq = 0.0
         for j in range(p):
             s[j] = trial[j] - w[j]
             if s[j] != 0.0:
                 changed[count] = j
                 count += 1
                 g_s += (G_w[j] - b[j]) * s[j]
-                s_sq += s[j] * s[j] / inv_metric[j]
+        s_sq = _metric_sq(s, changed, count, inv_metric)
         G_s[:] = 0.0
         _add_columns(G, s, changed, count, G_s)
         s_G_s = 0.0
@@ -256,6 +282,7 @@ def lasso_on_moments(G, b, c, inv_metric, kernel, rule, tol, max_steps, w, G_w, 
         rho = _ratio(actual, xi, abs(r_w - r_trial) + abs(g_s), rule.eps)
         accepted, sigma[0], _ = _update(rho, sig, rule.eta1, rule.eta2, rule.gamma1,
                                         rule.gamma3, rule.sigma_min, rule.sigma_max)  # fmt: skip
+        before = objective
         if accepted and count > 0:
             kept = _signs_kept(w, trial, changed, count)
             kept_support, untried = kept, untried or not kept
@@ -263,8 +290,12 @@ def lasso_on_moments(G, b, c, inv_metric, kernel, rule, tol, max_steps, w, G_w, 
                 w[changed[q]] = trial[changed[q]]
             G_w += G_s
             r_w = r_trial
-            criterion, _ = _relative_gap(G_w, b, c, w, alpha, r_w)
+            criterion, objective = _relative_gap(G_w, b, c, w, alpha, r_w)
+        _record(trace, steps - 1, sig, rho, 1.0 if accepted else 0.0, s_sq, xi, before, w)
     return criterion, steps, newton_tries
+
+
+_NO_TRACE = np.empty((0, 7))
 
 
 class MomentPath:
@@ -300,13 +331,15 @@ class MomentPath:
         self.G_w[:] = self.moments.G @ self.w
         self.sigma[0] = sigma
 
-    def solve(self, penalty, tol, max_steps):
+    def solve(self, penalty, tol, max_steps, trace=None):
         """Solve at ``penalty`` (an L1) from the last solution; returns (criterion,
-        steps, newton_tries)."""
+        steps, newton_tries). ``trace``: an array of ``max_steps`` rows (or more) into
+        which the steps are recorded (see :func:`lasso_on_moments`)."""
         m = self.moments
+        trace = _NO_TRACE if trace is None else trace
         return lasso_on_moments(m.G, m.b, m.c, self.inv_metric, penalty.kernel(), self.rule,
-                                float(tol), int(max_steps), self.w, self.G_w,
-                                self.sigma)  # fmt: skip
+                                float(tol), int(max_steps), self.w, self.G_w, self.sigma,
+                                trace)  # fmt: skip
 
     def coef(self):
         """(coefficients, intercept) of the last solution (a copy)."""

@@ -138,14 +138,33 @@ def test_lasso_cv_folds_run_on_their_moments_and_choose_lassocvs_alpha(case, cou
     assert new.estimator_.diagnostics_.converged
 
 
-def test_the_refit_certifies_the_solution_on_the_moments():
-    # The l1 refit starts from the lasso solved at alpha_ on all the rows' moments: its
-    # own fit (its diagnostics_) certifies tol at its first checkpoint.
+@pytest.mark.parametrize("offset", [0.0, 100.0])
+def test_a_lasso_fit_on_tall_data_solves_on_the_moments_and_records_it(offset):
+    # The fit solves on the moments (one recorded step per epoch, Newton's with sigma 0
+    # and rho 1), then SR2's first checkpoint certifies tol. Offset columns (mean 100,
+    # spread 1) once made the minibatch epochs run 1,000 epochs far from the solution.
+    X, y, sw = _tall(seed=4, offset=offset)
+    alpha = 0.05 * alpha_max(SR2Regressor(), X, y, sw)
+    reg = SR2Regressor(alpha=alpha, random_state=0).fit(X, y, sample_weight=sw)
+    diagnostics = reg.diagnostics_
+    assert diagnostics.converged and diagnostics.n_checkpoints == 1
+    history = diagnostics.history
+    assert diagnostics.n_steps == reg.n_iter_ > 0  # no minibatch epoch was needed
+    np.testing.assert_array_equal(history["epoch"], np.arange(1, reg.n_iter_ + 1))
+    newton = history["sigma"] == 0
+    assert newton.any() and np.all(history["rho"][newton] == 1.0)
+    accepted = history["accepted"] == 1
+    assert np.all(np.diff(history["batch_objective"][accepted]) <= 0)
+    lasso = Lasso(alpha=alpha, tol=1e-14, max_iter=10**6).fit(X, y, sample_weight=sw)
+    np.testing.assert_allclose(reg.coef_, lasso.coef_, atol=1e-4 * np.abs(lasso.coef_).max())
+    assert reg.intercept_ == pytest.approx(lasso.intercept_, rel=1e-6)
+
+
+def test_the_cv_refit_solves_on_the_moments_from_the_folds_mean():
     X, y, sw = _tall(seed=4)
     cv = SR2RegressorCV(n_alphas=8, cv=4, random_state=0).fit(X, y, sample_weight=sw)
     diagnostics = cv.estimator_.diagnostics_
-    assert diagnostics.converged and diagnostics.n_checkpoints >= 1
-    assert cv.n_iter_ == 0
+    assert diagnostics.converged and diagnostics.n_steps == cv.n_iter_
     lasso = Lasso(alpha=cv.alpha_, tol=1e-14, max_iter=10**6).fit(X, y, sample_weight=sw)
     np.testing.assert_allclose(cv.coef_, lasso.coef_, atol=1e-3 * np.abs(lasso.coef_).max())
 
