@@ -1,5 +1,6 @@
 """The lasso on its moments: full-gradient SR2 steps and Newton steps on the support of
-G = X~^T S X~ / n, compiled, for a cross-validation fold's warm-started path.
+G = X~^T S X~ / n, compiled, for SR2RegressorCV's folds (their warm-started paths) and
+SR2Regressor's fits on tall dense data.
 
 Why. For least squares everything a solver needs is a function of the (centred, weighted)
 moments G, b = X~^T S y~ / n and c = y~^T S y~ / n (X~, y~ centred by the weighted means
@@ -209,6 +210,32 @@ def _metric_sq(s, changed, count, inv_metric):
 
 
 @njit(**JIT)
+def _trial_step(G, G_w, b, w, inv_metric, kernel, sigma, trial, t, s, G_s, changed):
+    """The SR2 step at sigma from the whole gradient g = G w - b, in the metric: ``trial``
+    = prox(w - g t, t) with t = D^-1 / sigma, ``s`` = trial - w, its coordinates in
+    ``changed`` and ``G_s`` = G s. Returns (their number, g's, s'Gs, R(trial))."""
+    p = w.size
+    for j in range(p):
+        t[j] = inv_metric[j] / sigma
+        trial[j] = w[j] - (G_w[j] - b[j]) * t[j]
+    prox_entries(kernel, trial, t, trial, p)
+    count = 0
+    g_s = 0.0
+    for j in range(p):
+        s[j] = trial[j] - w[j]
+        if s[j] != 0.0:
+            changed[count] = j
+            count += 1
+            g_s += (G_w[j] - b[j]) * s[j]
+    G_s[:] = 0.0
+    _add_columns(G, s, changed, count, G_s)
+    s_G_s = 0.0
+    for q in range(count):
+        s_G_s += s[changed[q]] * G_s[changed[q]]
+    return count, g_s, s_G_s, value_entries(kernel, trial, p)
+
+
+@njit(**JIT)
 def lasso_on_moments(G, b, c, inv_metric, kernel, rule, tol, max_steps, w, G_w, sigma, trace):
     """Solve the lasso on the moments (G, b, c) from ``w`` (``G_w`` = G w), in place,
     until its relative duality gap is at most ``tol`` or ``max_steps`` steps (SR2 steps
@@ -256,25 +283,9 @@ def lasso_on_moments(G, b, c, inv_metric, kernel, rule, tol, max_steps, w, G_w, 
                 continue
         # One SR2 step from the whole gradient, in the metric.
         sig = sigma[0]
-        for j in range(p):
-            t[j] = inv_metric[j] / sig
-            trial[j] = w[j] - (G_w[j] - b[j]) * t[j]
-        prox_entries(kernel, trial, t, trial, p)
-        count = 0
-        g_s = 0.0
-        for j in range(p):
-            s[j] = trial[j] - w[j]
-            if s[j] != 0.0:
-                changed[count] = j
-                count += 1
-                g_s += (G_w[j] - b[j]) * s[j]
+        count, g_s, s_G_s, r_trial = _trial_step(G, G_w, b, w, inv_metric, kernel, sig,
+                                                 trial, t, s, G_s, changed)  # fmt: skip
         s_sq = _metric_sq(s, changed, count, inv_metric)
-        G_s[:] = 0.0
-        _add_columns(G, s, changed, count, G_s)
-        s_G_s = 0.0
-        for q in range(count):
-            s_G_s += s[changed[q]] * G_s[changed[q]]
-        r_trial = value_entries(kernel, trial, p)
         # F(w) - F(w + s) = R(w) - R(w + s) - g's - s'Gs / 2: exact, without the
         # difference of two objective values.
         xi = _model_decrease(r_w, r_trial, g_s, s_sq, sig)

@@ -41,6 +41,9 @@ _BATCH_ENTRIES = 256
 _BATCH_ROWS = (32, 256)
 # Up to this many samples the whole data set is one batch (deterministic R2 steps).
 _FULL_BATCH_UP_TO = 256
+# The lasso on the moments (SR2Regressor._solve_on_moments) is recorded this many steps at
+# a time.
+_TRACE_ROWS = 1024
 # Relative range of sigma around sigma0 when sigma_min / sigma_max are not given.
 _SIGMA_RANGE = 1e10
 # sigma0 in this range keeps the first step 1/sigma0 and the default clamp
@@ -821,18 +824,24 @@ class SR2Regressor(RegressorMixin, _BaseSR2):
         the epochs that may follow."""
         path = MomentPath(FoldMoments(*problem.gram, problem.n_samples), problem.metric,
                           lambda sigma0: rule)  # fmt: skip
-        p = problem.p
-        path.start_at(state.W[:p, 0], float(path.sigma[0]))
-        trace = np.empty((max(max_steps, 0), len(TRACE_COLUMNS)))
-        _, steps, _ = path.solve(penalty, tol, max(max_steps, 0), trace)
-        if steps:
-            first = state.n_epochs + 1
-            diagnostics.record_trace(state.n_steps + 1, np.arange(first, first + steps),
-                                     trace[:steps])  # fmt: skip
+        path.start_at(state.W[: problem.p, 0], float(path.sigma[0]))
+        # Solved in runs of at most _TRACE_ROWS steps, each recorded (max_iter may be 1e6).
+        trace = np.empty((min(max(max_steps, 0), _TRACE_ROWS), len(TRACE_COLUMNS)))
+        done = 0
+        while done < max_steps:
+            criterion, steps, _ = path.solve(penalty, tol, min(max_steps - done, _TRACE_ROWS),
+                                             trace)  # fmt: skip
+            if steps:
+                first = state.n_epochs + done + 1
+                diagnostics.record_trace(state.n_steps + done + 1,
+                                         np.arange(first, first + steps), trace[:steps])
+            done += steps
+            if criterion <= tol or steps == 0:
+                break
         coef, intercept = path.coef()
         W = np.r_[coef, [intercept]] if problem.fit_intercept else coef
         return SolverState(W=W[:, None], sigma=state.sigma, batch_size=state.batch_size,
-                           n_steps=state.n_steps + steps, n_epochs=state.n_epochs + steps)
+                           n_steps=state.n_steps + done, n_epochs=state.n_epochs + done)
 
     @_fit_context(prefer_skip_nested_validation=True)
     @_unfitted_on_failure
