@@ -1,6 +1,7 @@
 """Choosing alpha: alpha_max, warm-started regularisation paths, and SR2ClassifierCV /
 SR2RegressorCV (like LogisticRegressionCV / LassoCV)."""
 
+import copy
 import inspect
 import math
 import numbers
@@ -182,7 +183,9 @@ def _fit_path_on_moments(base, X, y, sample_weight, test, alphas, scorer, keep, 
     ``sr2learn._gram_solver.MomentPath``): each alpha solved warm-started to ``tol`` (the
     relative duality gap, as SR2Regressor's), with at most ``max_iter`` steps (each from
     the whole gradient, a deterministic R2 step), then scored like a fitted SR2Regressor."""
-    est = clone(base)
+    # A copy of the unfitted base that is given the solutions to score, never fitted: a
+    # shallow copy costs 7 us, clone's parameter checks 150 us (7% of the 2,000 x 100 CV).
+    est = copy.copy(base)
     est.n_features_in_ = X.shape[1]
     score_params = {} if sample_weight is None else {"sample_weight": sample_weight[test]}
     X_test, y_test = X[test], y[test]
