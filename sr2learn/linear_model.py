@@ -808,7 +808,9 @@ class SR2Regressor(RegressorMixin, _BaseSR2):
         certifies tol; otherwise SR2 alone (see ``_BaseSR2._solve``)."""
         if not partial and isinstance(problem, CompressedLeastSquares) and isinstance(penalty,
                                                                                       L1):
-            steps = (self.max_iter if until is None else until) - state.n_epochs
+            # At most half of the epochs left: a sigma clamp (sigma_max) below the whole
+            # batch's curvature would have every step on the moments rejected.
+            steps = ((self.max_iter if until is None else until) - state.n_epochs) // 2
             state = self._solve_on_moments(problem, penalty, state, rule, common["diagnostics"],
                                            self.tol if tol is None else tol, steps)  # fmt: skip
             fresh = not np.any(state.W)
