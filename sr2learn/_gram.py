@@ -32,7 +32,7 @@ import math
 import numpy as np
 import scipy.sparse as sp
 from scipy.fft import idct
-from scipy.linalg import eigh, lapack
+from scipy.linalg import lapack
 
 from ._problem import LinearProblem
 
@@ -135,10 +135,13 @@ def _centring_keeps_digits(n, mean, centred):
 def _factor(gram):
     """R with R^T R = gram (positive semi-definite), rank rows: Cholesky, or where it
     fails (a singular Gram: collinear columns, y in their span) pivoted Cholesky, which
-    drops the null directions."""
-    U, info = lapack.dpotrf(gram, lower=0, clean=1)
-    if info == 0:
-        return U
+    drops the null directions. NumPy's Cholesky, not SciPy's dpotrf: under a BLAS thread
+    limit set at run time on busy cores, SciPy's OpenBLAS spent up to 0.5 s of CPU on a
+    501 x 501 factor that takes 3 ms (see :func:`largest_eig_moments`)."""
+    try:
+        return np.linalg.cholesky(gram).T
+    except np.linalg.LinAlgError:
+        pass
     U, piv, rank, info = lapack.dpstrf(gram, lower=0)
     if info < 0:
         raise ValueError(f"LAPACK dpstrf failed (info={info}).")
@@ -154,10 +157,13 @@ class FoldGrams:
     Why. Each fold's compressed problem needs the centred Gram of its training rows:
     formed fold by fold, k folds cost (k - 1) n p^2 flops (and the refit n p^2 more);
     from the Gram of [X, y, 1] over all n rows, n p^2 flops, each fold only subtracts
-    the Gram of its n / k held-out rows. The uncentred moments are centred after the
-    subtraction, which loses digits where a column's mean is large against its spread, or
-    where the held-out rows carry most of a column's squares: such a fold gets None, and
-    its fit forms its own Gram (``_centred_gram``'s careful way).
+    the Gram of its n / k held-out rows. The moments are taken about the weighted mean of
+    all the rows (a fold's mean is close to it), so that centring a fold's after the
+    subtraction loses no digits where a column's mean is large against its spread (y + 1e6,
+    X + 100: such folds formed their own Grams, and their SR2 fits on uncentred rows were
+    slow). Digits are still lost where the held-out rows carry most of a column's squares
+    about that mean: such a fold gets None, and its fit forms its own Gram
+    (``_centred_gram``'s careful way).
 
     Parameters
     ----------
@@ -171,7 +177,9 @@ class FoldGrams:
         n = X.shape[0]
         self._sw = (np.ones(n) if sample_weight is None
                     else np.asarray(sample_weight, dtype=np.float64))  # fmt: skip
-        self._total = _raw_moments(self._X, self._y, self._sw)
+        total = float(self._sw.sum())
+        self._shift = _weighted_mean(X, self._y, self._sw) * (n / total if total > 0 else 0.0)
+        self._total = _raw_moments(self._X, self._y, self._sw, self._shift)
 
     def of_rows(self, held_out, fit_intercept):
         """(mean, centred Gram) of the rows other than ``held_out`` (indices), as
@@ -181,24 +189,31 @@ class FoldGrams:
         kept = self._total
         if held_out.size:
             kept = kept - _raw_moments(self._X[held_out], self._y[held_out],
-                                       self._sw[held_out])  # fmt: skip
+                                       self._sw[held_out], self._shift)  # fmt: skip
         n = self._X.shape[0] - held_out.size
         weight = kept[-1, -1]
         lost = np.diag(kept)[:-1] * _CANCELLATION < np.diag(self._total)[:-1]
         if not weight > 0 or np.any(lost):
             return None
-        if not fit_intercept:
-            return np.zeros(kept.shape[0] - 1), kept[:-1, :-1] * (n / weight)
-        mean = kept[:-1, -1] / weight
-        centred = (kept[:-1, :-1] - weight * np.outer(mean, mean)) * (n / weight)
-        if not _centring_keeps_digits(n, mean, centred):
+        sums, shift = kept[:-1, -1], self._shift  # sum_i s_i (z_i - shift), and shift
+        if not fit_intercept:  # the moments about zero, unless they cancel out
+            cross = np.outer(shift, sums)
+            raw = kept[:-1, :-1] + cross + cross.T + weight * np.outer(shift, shift)
+            size = np.diag(kept)[:-1] + 2.0 * np.abs(np.diag(cross)) + weight * shift**2
+            if np.any(np.diag(raw) * _CANCELLATION < size):
+                return None
+            return np.zeros(kept.shape[0] - 1), raw * (n / weight)
+        offset = sums / weight  # the fold's mean, less shift
+        centred = (kept[:-1, :-1] - weight * np.outer(offset, offset)) * (n / weight)
+        if not _centring_keeps_digits(n, offset, centred):
             return None
-        return mean, centred
+        return offset + shift, centred
 
 
-def _raw_moments(X, y, sw):
-    """sum_i s_i z_i z_i^T for z_i = [x_i, y_i, 1], in float64 over slices of rows."""
-    return _sliced_gram(X, y, sw, ones=True)
+def _raw_moments(X, y, sw, shift):
+    """sum_i s_i z_i z_i^T for z_i = [x_i - shift[:p], y_i - shift[p], 1], in float64 over
+    slices of rows."""
+    return _sliced_gram(X, y, sw, mean=shift, ones=True)
 
 
 def compressed_least_squares(X, y, sample_weight, fit_intercept, gram=None):
@@ -224,13 +239,7 @@ def compressed_least_squares(X, y, sample_weight, fit_intercept, gram=None):
         with a zero row and column without intercept.
     """
     n, p = X.shape
-    sw = np.asarray(sample_weight, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64).ravel()
-    if gram is not None:
-        mean, centred = gram
-    else:
-        mean = _weighted_mean(X, y, sw) if fit_intercept else np.zeros(p + 1)
-        centred = _centred_gram(X, y, sw, mean)
+    mean, centred = data_gram(X, y, sample_weight, fit_intercept) if gram is None else gram
     R = _factor(centred)
     # Random signs, then an orthonormal cosine basis: with an intercept its columns 1..r
     # (orthogonal to the constant: the q_k sum to zero), else all r of them.
@@ -249,16 +258,31 @@ def compressed_least_squares(X, y, sample_weight, fit_intercept, gram=None):
     return np.ascontiguousarray(Z[:, :p]), np.ascontiguousarray(Z[:, p]), moments
 
 
+def data_gram(X, y, sample_weight, fit_intercept):
+    """(mean, centred Gram) of the rows of [X, y] with ``sample_weight`` (normalised to mean
+    1): the weighted mean (zero without intercept) and sum_i s_i (z_i - mean)(z_i - mean)^T."""
+    sw = np.asarray(sample_weight, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).ravel()
+    mean = _weighted_mean(X, y, sw) if fit_intercept else np.zeros(X.shape[1] + 1)
+    return mean, _centred_gram(X, y, sw, mean)
+
+
 def largest_eig_moments(moments, inv_metric):
     """The top eigenvalue of D^(-1/2) M D^(-1/2) for the moments M of
     :func:`compressed_least_squares` (on the coefficients and the intercept that
     ``inv_metric`` covers): the Lipschitz bound of the squared loss, exact up to rounding.
-    LAPACK's selected-eigenvalue solver: on 500 x 500 it took a third of Lanczos' time,
-    whose 200 products the clustered top of a correlated design's spectrum needed."""
+    LAPACK's symmetric eigenvalue solver, through NumPy: Lanczos needed 200 products on
+    the clustered top of a correlated design's spectrum (three times the time on 500 x
+    500). Not SciPy's selected-eigenvalue driver, though it computes less (5 ms against
+    8 ms on 500 x 500, 0.2 against 0.3 ms on 101 x 101, alone): under a BLAS thread
+    limit set at run time (threadpoolctl, as benchmarks/bench_breadth.py sets) on busy
+    cores, SciPy's OpenBLAS spent 11-15 ms of CPU on it at 101 x 101 (half of
+    SR2RegressorCV's time on a 2,000 x 100 regression) and 1-2 s at 500 x 500, where
+    NumPy's took 0.3 ms and 14-22 ms."""
     k = inv_metric.size
     scale = np.sqrt(inv_metric)
     scaled = moments[:k, :k] * np.outer(scale, scale)
-    return float(eigh(scaled, eigvals_only=True, subset_by_index=[k - 1, k - 1])[0])
+    return float(np.linalg.eigvalsh(scaled)[-1])
 
 
 class CompressedLeastSquares(LinearProblem):
@@ -267,9 +291,13 @@ class CompressedLeastSquares(LinearProblem):
 
     ``metric``: the step's metric, of X (:func:`sr2learn._problem.column_metric` of X:
     the iterates are those of the uncompressed problem's metric); ``gram``: as in
-    :func:`compressed_least_squares`."""
+    :func:`compressed_least_squares`, kept as ``gram`` with the number of rows of X,
+    ``n_samples`` (the lasso on the moments, ``sr2learn._gram_solver``, solves on them)."""
 
     def __init__(self, X, Y, sample_weight, datafit, fit_intercept, metric, gram=None):
+        if gram is None:
+            gram = data_gram(X, Y[:, 0], sample_weight, fit_intercept)
+        self.gram, self.n_samples = gram, X.shape[0]
         Xc, yc, moments = compressed_least_squares(X, Y[:, 0], sample_weight, fit_intercept,
                                                    gram)  # fmt: skip
         super().__init__(Xc, yc[:, None], np.ones(yc.size), datafit, fit_intercept, metric)

@@ -168,10 +168,27 @@ def test_a_folds_gram_is_the_gram_of_its_rows(fit_intercept, weighted, dtype):
 def test_a_folds_gram_that_would_lose_digits_is_not_given():
     X, y, _ = _tall()
     held_out = np.arange(300)
-    assert _gram.FoldGrams(X + 1e6, y, None).of_rows(held_out, True) is None  # the centring
-    assert _gram.FoldGrams(X + 1e6, y, None).of_rows(held_out, False) is not None
     X[held_out, 3] = 1e6  # the held-out rows carry a column's squares: the subtraction
-    assert _gram.FoldGrams(X, y, None).of_rows(held_out, False) is None
+    for fit_intercept in (True, False):
+        assert _gram.FoldGrams(X, y, None).of_rows(held_out, fit_intercept) is None
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_large_means_keep_a_folds_gram_exact(fit_intercept):
+    # The moments are taken about all the rows' mean: a fold's centring loses no digits
+    # where the means are large against the spread.
+    X, y, sw = _tall()
+    X, y = X + 1e6, y - 1e6
+    held_out = np.arange(300)
+    kept = np.arange(300, X.shape[0])
+    mean, centred = _gram.FoldGrams(X, y, sw).of_rows(held_out, fit_intercept)
+    s = sw[kept] * (kept.size / sw[kept].sum())
+    Z = np.c_[X[kept], y[kept]]
+    expected_mean = s @ Z / kept.size if fit_intercept else np.zeros(Z.shape[1])
+    np.testing.assert_allclose(mean, expected_mean, rtol=1e-12)
+    B = Z - (s @ Z / kept.size if fit_intercept else 0.0)
+    expected = (B.T * s) @ B
+    np.testing.assert_allclose(centred, expected, rtol=1e-7, atol=1e-7 * np.abs(expected).max())
 
 
 @pytest.mark.parametrize("cv", ["kfold", "shuffle", "bootstrap"])
