@@ -15,6 +15,7 @@ import numpy as np
 
 from ._certificate import NewtonCertificate, NewtonMemo
 from ._sr2 import SolverState, _checkpoint, _record, _Settings, _StepLog, solve
+from ._support_newton import newton_on_support, smooth_on_support
 from .diagnostics import ConvergenceDiagnostics
 
 __all__ = ["solve_working_set", "use_working_set"]
@@ -113,6 +114,8 @@ def _outer_loop(problem, penalty, state, rule, *, max_epochs, tol, variance_redu
     diag_rng = np.random.default_rng(rng.integers(2**32))
     converged = False
     last_criterion = None
+    # The last digits of an lp fit's local minimum from Newton's method on its support.
+    newton = smooth_on_support(problem, penalty)
     # Each outer iteration costs an inner solve: its certificate is tried every time.
     settings = _Settings(0, tol, variance_reduction, variance_estimate=variance_estimate,
                          verbose=verbose, certificate=NewtonCertificate(backoff=False))  # fmt: skip
@@ -142,6 +145,8 @@ def _outer_loop(problem, penalty, state, rule, *, max_epochs, tol, variance_redu
         diagnostics.extend_steps(inner)
         log.add(inner.trace_array())
         W = new.W
+        if newton:
+            W = newton_on_support(problem, penalty, W)
         sigma, b, steps, epochs = new.sigma, new.batch_size, new.n_steps, new.n_epochs
         if verbose:
             print(f"[SR2 working set] {ws.size} features, criterion {ck.criterion:.3e}, "

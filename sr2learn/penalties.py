@@ -18,8 +18,11 @@ Conventions (shared by every penalty):
 - ``dual_scale(grad)``, for the convex penalties only: the largest kappa <= 1 such that
   ``-kappa * grad`` lies in the subdifferential of R at 0 (the scaling that makes a dual
   point feasible, for the duality gap); None for the nonconvex ones (no gap);
-- ``support_gradient(w)``, for the penalties with a ``dual_scale``: the gradient of R
-  where ``w`` is not zero (the Newton step of the gap certificate).
+- ``support_gradient(w)``, for the penalties with a ``dual_scale`` and for ``Lp``: the
+  gradient of R where ``w`` is not zero (the Newton step of the gap certificate, and
+  :mod:`sr2learn._support_newton`); ``support_curvature(w)``, for ``Lp`` only: its
+  second derivative there (R smooth on each orthant of its support: see
+  :mod:`sr2learn._support_newton`).
 
 Beside the array forms each class carries its compiled form, ``Kernel``: a NamedTuple of
 the penalty's parameters whose static methods are the same formulas per entry, compiled by
@@ -302,6 +305,17 @@ class Lp(Penalty):
         else:  # a = 2/3 * (3 lam^3)^(1/4)
             lam = ((1.5 * a) ** 4 / 3.0) ** (1.0 / 3.0)
         return lam / (2.0 * step)
+
+    def support_gradient(self, w):
+        """The gradient of R at ``w``, every entry nonzero: alpha p |w|^(p-1) sign(w)."""
+        xp = array_namespace(w)
+        return self.alpha * self.p * xp.abs(w) ** (self.p - 1.0) * xp.sign(w)
+
+    def support_curvature(self, w):
+        """The second derivative of R at ``w``, every entry nonzero, entrywise:
+        alpha p (p - 1) |w|^(p-2) (negative: R is concave on each side of zero)."""
+        xp = array_namespace(w)
+        return self.alpha * self.p * (self.p - 1.0) * xp.abs(w) ** (self.p - 2.0)
 
     def subdiff_distance(self, w, grad):
         xp = array_namespace(w, grad)
