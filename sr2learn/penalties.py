@@ -32,9 +32,9 @@ scalar ``prox(kernel, v, t)`` and ``value(kernel, w)``; a non-separable one give
 the first ``count`` entries. Each class also says what the engine may do with it:
 ``separable`` (the prox acts entry by entry) and ``lazy_exact`` (a zero entry whose
 gradient does not change stays zero for every sigma above the one it was checked at, so
-the engine may skip it exactly), and ``polish``: a fit ends with SR2 steps of coordinate
-descent's lengths (see :mod:`sr2learn._polish`) and, on dense data with more features
-than samples, starts with a continuation in alpha (see :mod:`sr2learn._continuation`).
+the engine may skip it exactly), and ``polish``: a fit ends with a search for a lower
+local minimum (see :mod:`sr2learn._polish`) and, on dense data with more features than
+samples, starts with a continuation in alpha (see :mod:`sr2learn._continuation`).
 tests/test_penalties.py checks that both forms agree.
 """
 
@@ -211,10 +211,12 @@ class Lp(Penalty):
     The prox uses the half-thresholding (p = 1/2) and two-thirds-thresholding
     (p = 2/3) formulas; both return the global minimiser of the 1-D problem.
 
-    A linear model's fit with it ends with a coordinate-wise polish
-    (:mod:`sr2learn._polish`): while coordinate descent's steps 1/L_j would change the
-    support, SR2 takes steps of those lengths (a fixed point of them is a stronger
-    condition than a fixed point of SR2's shorter steps). On dense data with more
+    A linear model's fit with it ends with a polish (:mod:`sr2learn._polish`): one
+    output's fit tries the zero features' entries under the datafit's curvature at the
+    fit, each followed by Newton's method on the support (kept where F falls); several
+    outputs' fit takes SR2 steps of coordinate descent's lengths 1/L_j while they would
+    change the support. With working sets, each inner solve of one output ends with
+    Newton's method on the support (:mod:`sr2learn._support_newton`). On dense data with more
     features than samples it starts with a continuation
     (:mod:`sr2learn._continuation`): a few larger alphas are solved first, so that the
     features enter gradually, as in coordinate descent, rather than all at once.
@@ -242,16 +244,23 @@ class Lp(Penalty):
     def value_array(self, w):
         if _small_numpy(w):
             return _value_flat(self.kernel(), np.ascontiguousarray(w, dtype=np.float64).reshape(-1))
-        xp = array_namespace(w)
-        a = xp.abs(w)
         if isinstance(w, np.ndarray):
-            # The power on the nonzero entries only (a few dozen of the 5,000 at the
-            # working set's full-problem checkpoints); the zeros stay in the sum, whose
-            # rounding is then the same.
-            nonzero = a > 0
-            a[nonzero] **= self.p
-            return self.alpha * np.sum(a)
-        return self.alpha * xp.sum(a**self.p)
+            # The zeros stay in the sum, whose rounding is then the same.
+            return self.alpha * np.sum(self._powers(w))
+        xp = array_namespace(w)
+        return self.alpha * xp.sum(xp.abs(w) ** self.p)
+
+    def entry_values(self, w):
+        """alpha |w_j|^p per entry of a NumPy array (its sum is ``value(w)``)."""
+        return self.alpha * self._powers(w)
+
+    def _powers(self, w):
+        # The power on the nonzero entries only (a few dozen of the 5,000 at the working
+        # set's full-problem checkpoints).
+        a = np.abs(w)
+        nonzero = a > 0
+        a[nonzero] **= self.p
+        return a
 
     def prox(self, v, step):
         if _small_numpy(v):

@@ -116,11 +116,13 @@ def _text_like(seed, n=1000, p=3000, nnz_per_row=50):
 
 
 def test_working_set_fits_take_fewer_epochs_with_newton(monkeypatch):
-    """On text-like data the lp fits with working sets converge in fewer epochs with
+    """On text-like data the lp solves with working sets converge in fewer epochs with
     Newton's method after each inner solve than without it (first-order steps converge
-    slowly near lp's threshold), to an objective no higher by more than 1% (which local
-    minimum is found may change)."""
-    epochs, objectives = {}, {}
+    slowly near lp's threshold). Without the polish, which also uses Newton's method.
+    (Which local minimum the solve alone reaches changes; the polished fit's quality is
+    tested in test_nonconvex.py.)"""
+    epochs = {}
+    monkeypatch.setattr(Lp, "polish", False)  # the working set's solve alone
     for newton in (True, False):
         monkeypatch.setattr(_working_set, "smooth_on_support",
                             lambda problem, penalty, on=newton: on and problem.K == 1)  # fmt: skip
@@ -130,8 +132,5 @@ def test_working_set_fits_take_fewer_epochs_with_newton(monkeypatch):
             est = SR2Classifier(penalty="l1/2", alpha=alpha, random_state=0).fit(X, y)
             assert est.diagnostics_.converged
             epochs[newton, seed] = est.n_iter_
-            objectives[newton, seed] = _objective(X, y, est.coef_.ravel(), est.intercept_[0],
-                                                  alpha, 0.5)  # fmt: skip
     for seed in (1, 2):
         assert epochs[True, seed] < epochs[False, seed]
-        assert objectives[True, seed] <= 1.01 * objectives[False, seed]
