@@ -152,8 +152,10 @@ def _first_better_entry(problem, penalty, W, objective, order, values):
             return None
         trial = W.copy()
         trial[order[:count], 0] = values[order[:count]]
-        trial = newton_on_support(problem, penalty, trial)
-        if checkpoint(problem, penalty, trial).objective < objective - 1e-12 * abs(objective):
+        trial, F = newton_on_support(problem, penalty, trial)
+        if F is None:
+            F = checkpoint(problem, penalty, trial).objective
+        if F < objective - 1e-12 * abs(objective):
             return trial
     return None
 

@@ -45,40 +45,43 @@ def smooth_on_support(problem, penalty):
 
 def newton_on_support(problem, penalty, W):
     """Newton's method on F restricted to the support of ``W`` (and the intercept), from
-    ``W``; returns the new W (``W`` itself where no step lowered F). A coefficient that a
-    step takes to zero leaves the support, and the method goes on without it."""
+    ``W``; returns (the new W, F there), W itself where no step lowered F, and F None
+    where there is no support or its Hessian costs too much. A coefficient that a step
+    takes to zero leaves the support, and the method goes on without it."""
     p = problem.p
-    budget = MAX_ITER
+    budget, F = MAX_ITER, None
     while budget > 0:
         columns = np.flatnonzero(W[:p, 0])
         if columns.size == 0 or not _gram_affordable(problem, columns):
             break
         rows = np.r_[columns, np.arange(p, problem.n_rows)]
-        V, taken, dropped = _newton_iterations(problem.restricted(columns), penalty,
-                                               np.array(W[rows], dtype=np.float64), budget)
+        V, F, taken, dropped = _newton_iterations(problem.restricted(columns), penalty,
+                                                  np.array(W[rows], dtype=np.float64),
+                                                  budget)  # fmt: skip
         if taken:
             W = np.array(W, dtype=np.float64)
             W[rows] = V
         budget -= max(taken, 1)
         if not dropped:
             break
-    return W
+    return W, F
 
 
 def _newton_iterations(sub, penalty, V, budget):
     """At most ``budget`` Newton steps on the restricted problem ``sub`` from V; returns
-    (V, the number of steps taken, whether the last one took a coefficient to zero)."""
+    (V, F there, the number of steps taken, whether the last one took a coefficient to
+    zero)."""
     F, E = _objective(sub, penalty, V)
     for taken in range(budget):
         step = _newton_step(sub, penalty, V, E)
         found = None if step is None else _line_search(sub, penalty, V, F, *step)
         if found is None:
-            return V, taken, False
+            return V, F, taken, False
         V, F_new, E, dropped = found
         if dropped or not F_new < F - 4.0 * np.finfo(float).eps * abs(F):
-            return V, taken + 1, dropped
+            return V, F_new, taken + 1, dropped
         F = F_new
-    return V, budget, False
+    return V, F, budget, False
 
 
 def _objective(sub, penalty, V):

@@ -146,7 +146,7 @@ def _outer_loop(problem, penalty, state, rule, *, max_epochs, tol, variance_redu
         log.add(inner.trace_array())
         W = new.W
         if newton:
-            W = newton_on_support(problem, penalty, W)
+            W = newton_on_support(problem, penalty, W)[0]
         sigma, b, steps, epochs = new.sigma, new.batch_size, new.n_steps, new.n_epochs
         if verbose:
             print(f"[SR2 working set] {ws.size} features, criterion {ck.criterion:.3e}, "

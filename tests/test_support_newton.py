@@ -53,8 +53,9 @@ def test_newton_reaches_the_minimum_on_the_support(q, sparse):
     rng = np.random.default_rng(1)
     W = np.zeros((problem.n_rows, 1))
     W[:6, 0] = truth[:6] * (0.6 + 0.2 * rng.random(6))
-    new = _support_newton.newton_on_support(problem, Lp(alpha, q), W)
+    new, F = _support_newton.newton_on_support(problem, Lp(alpha, q), W)
     w, b = new[:-1, 0], new[-1, 0]
+    assert F == pytest.approx(_objective(X, y, w, b, alpha, q), rel=1e-12)
     S = np.flatnonzero(w)
     assert np.all(np.sign(w[S]) == np.sign(W[S, 0]))
     grad = _support_gradient(X, y, w, b, alpha, q)
@@ -81,7 +82,7 @@ def test_a_coefficient_on_its_way_to_zero_leaves_the_support():
     W = np.zeros((problem.n_rows, 1))
     W[:6, 0] = 0.7 * truth[:6]
     W[30, 0] = 1e-3  # an uninformative feature, barely in
-    new = _support_newton.newton_on_support(problem, Lp(alpha, q), W)
+    new, F = _support_newton.newton_on_support(problem, Lp(alpha, q), W)
     assert new[30, 0] == 0.0
     assert np.count_nonzero(new[:6, 0]) == 6
     before = _objective(X, y, W[:-1, 0], W[-1, 0], alpha, q)
@@ -99,7 +100,8 @@ def test_only_for_one_output_and_a_penalty_with_a_second_derivative():
 def test_without_support_or_descent_the_point_is_returned():
     problem = _problem(0)[2]
     W = np.zeros((problem.n_rows, 1))
-    assert _support_newton.newton_on_support(problem, Lp(0.02, 0.5), W) is W
+    new, F = _support_newton.newton_on_support(problem, Lp(0.02, 0.5), W)
+    assert new is W and F is None
 
 
 def _text_like(seed, n=1000, p=3000, nnz_per_row=50):
