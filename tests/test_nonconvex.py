@@ -246,3 +246,32 @@ def test_entry_search_finds_lower_fits_than_the_coordinate_rounds(monkeypatch):
             rounds = _objective(X, y, _fit(X, y, "l1/2", alpha), alpha, 0.5)
         lower.append(search < rounds)
     assert sum(lower) >= 3
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_exact_gains_are_the_decrease_of_the_objective(sparse):
+    """exact_gains: F(w) - F(w + u_j e_j), F computed here (the intercept kept)."""
+    from sr2learn._checkpoint import checkpoint
+    from sr2learn._polish import exact_gains
+    from sr2learn._problem import LinearProblem
+    from sr2learn.datafits import Logistic
+
+    X, y = _text_like(1, n=300, p=400)
+    X = X if sparse else X.toarray()
+    alpha, q = 0.002, 2.0 / 3.0
+    problem = LinearProblem(X, y[:, None].astype(float), np.ones(300), Logistic(), True)
+    W = np.zeros((401, 1))
+    W[:5, 0] = [1.0, -2.0, 0.5, 3.0, -1.0]
+    W = checkpoint(problem, Lp(alpha, q), W).W  # the exact intercept
+    columns = np.array([7, 30, 120, 250])
+    values = np.array([0.5, -3.0, 10.0, 2.0])
+    gains = exact_gains(problem, Lp(alpha, q), W, columns, values)
+
+    def objective(w):
+        z = X @ w[:400, 0] + w[400, 0]
+        return -np.mean(log_expit((2.0 * y - 1.0) * z)) + alpha * np.sum(np.abs(w[:400]) ** q)
+
+    for k, j in enumerate(columns):
+        moved = W.copy()
+        moved[j, 0] = values[k]
+        assert gains[k] == pytest.approx(objective(W) - objective(moved), rel=1e-9, abs=1e-15)
