@@ -40,12 +40,14 @@ else the best one alone is tried. The search stops where neither lowers F; the f
 solver then meets ``tol`` from there.
 
 Chosen on seeds 0-2: ENTER (without the exact ranking, 1: 2 of 18 over skglm + 0.1%, 3: 1
-of 18, against 6 with the rounds), EXACT_CANDIDATES (3 / 10 / 30: 1 / 0 / 0 of 18, median
-CPU time 0.74 / 0.89 / 0.92 times skglm's); CURVATURE_FLOOR on 2000 x 8000 seed 0, l1/2
-(0.03 / 0.1 / 0.3 / 1: +21% / -0.5% / +1.9% / +2.2% against skglm's objective).
-Held-out seeds 3-5: 0 of 18 over (7 with the rounds), the median 1.4% below skglm's
-objective; the study's 36 dense problems (seeds 0-5): 3 over, as with the rounds, the
-worst +2.4% against +7.3%.
+of 18, against 6 with the rounds), EXACT_CANDIDATES (3 / 10 / 30 / 100: 1 / 0 / 0 / 0 of
+18, median CPU time 0.74 / 0.89 / 0.92 / 0.96 times skglm's; with 10, 10000 x 30000 seed
+6 l1/2 stopped 1.8% above skglm's objective, with 100 13% below: its model ranked 10 bad
+candidates first); CURVATURE_FLOOR on 2000 x 8000 seed 0, l1/2 (0.03 / 0.1 / 0.3 / 1:
++21% / -0.5% / +1.9% / +2.2% against skglm's objective). Seeds 9-11, held out: 0 of 18
+over skglm + 0.1% (9 of 18 on the first release of the rounds, the worst +1.7%), median
+1.4% below skglm's objective; the study's 36 dense problems (seeds 0-5): 3 over (5
+before), the worst +2.4% against +5.3%.
 """
 
 from dataclasses import replace
@@ -76,7 +78,7 @@ ENTER = 3
 CURVATURE_FLOOR = 0.1
 MAX_MOVES = 200
 # The model's best this many candidates are ranked by F's exact decrease.
-EXACT_CANDIDATES = 10
+EXACT_CANDIDATES = 100
 
 
 def coordinate_metric(problem):
@@ -200,20 +202,16 @@ def entry_gains(problem, penalty, ck, bound=None):
 def exact_gains(problem, penalty, W, columns, values):
     """Per coefficient of ``columns`` (zero in W), the decrease of F if it alone took its
     value of ``values``, the others as in W (the intercept too): one prediction pass and
-    the loss on each column's rows."""
-    Z = problem.predict(W)
+    the loss on the columns' stored entries (one output)."""
+    Z = problem.predict(W)[:, 0]
     sub = problem.restricted(columns)  # a copy of the columns, when small
     XS = sub.X if sub.columns is None else problem.X[:, columns]
-    XS = sp.csc_matrix(XS) if sp.issparse(XS) else XS
-    gains = np.empty(columns.size)
-    for k in range(columns.size):
-        if sp.issparse(XS):
-            rows = XS.indices[XS.indptr[k]:XS.indptr[k + 1]]
-            x = XS.data[XS.indptr[k]:XS.indptr[k + 1]]
-        else:
-            rows, x = np.arange(problem.n), XS[:, k]
-        z = Z[rows]
-        moved = problem.datafit.loss(z + values[k] * x[:, None], problem.Y[rows])
-        change = problem.sw[rows] @ (moved - problem.datafit.loss(z, problem.Y[rows]))
-        gains[k] = -(change / problem.n + penalty.entry_values(values[k:k + 1])[0])
-    return gains
+    XS = sp.csc_matrix(XS if sp.issparse(XS) else np.asarray(XS))
+    rows, counts = XS.indices, np.diff(XS.indptr)
+    z = Z[rows, None]
+    y = problem.Y[rows]
+    moved = z + np.repeat(values, counts)[:, None] * XS.data[:, None]
+    change = problem.sw[rows] * (problem.datafit.loss(moved, y) - problem.datafit.loss(z, y))
+    per_column = np.zeros(columns.size)
+    np.add.at(per_column, np.repeat(np.arange(columns.size), counts), change)
+    return -(per_column / problem.n + penalty.entry_values(values))
