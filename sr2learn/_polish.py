@@ -147,19 +147,31 @@ def entry_search(problem, penalty, state, resolve):
     for _ in range(MAX_MOVES):
         ck = checkpoint(problem, penalty, W)
         W = ck.W
-        gains, values = entry_gains(problem, penalty, ck, bound)
-        order = np.argsort(-gains)
-        order = order[gains[order] > 0]
-        if order.size:
-            order = order[:EXACT_CANDIDATES]
-            exact = exact_gains(problem, penalty, W, order, values[order])
-            keep = np.argsort(-exact)
-            order = order[keep][exact[keep] > 0]
+        h = np.maximum(local_curvature(problem, ck), CURVATURE_FLOOR * bound)
+        order, values = _ranked_entries(problem, penalty, ck, h)
+        if order.size == 0:
+            # Coordinate descent's entries (steps 1/L_j): L_j bounds the curvature, so
+            # each lowers F; the search ends at one of its fixed points.
+            order, values = _ranked_entries(problem, penalty, ck, bound)
         better = _first_better_entry(problem, penalty, W, ck.objective, order, values)
         if better is None:
             break
         W, moved = better, True
     return resolve(replace(state, W=W)) if moved else state
+
+
+def _ranked_entries(problem, penalty, ck, h):
+    """The zero coefficients whose entry at the one-coordinate step of curvature ``h``
+    lowers F, the best first (the model's best EXACT_CANDIDATES by F's exact decrease),
+    and the values they would enter at."""
+    gains, values = entry_gains(problem, penalty, ck, h)
+    order = np.argsort(-gains)[:EXACT_CANDIDATES]
+    order = order[gains[order] > 0]
+    if order.size:
+        exact = exact_gains(problem, penalty, ck.W, order, values[order])
+        keep = np.argsort(-exact)
+        order = order[keep][exact[keep] > 0]
+    return order, values
 
 
 def _first_better_entry(problem, penalty, W, objective, order, values):
@@ -178,20 +190,23 @@ def _first_better_entry(problem, penalty, W, objective, order, values):
     return None
 
 
-def entry_gains(problem, penalty, ck, bound=None):
-    """Per coefficient, the decrease of F's local quadratic model if it entered from zero
-    (-inf where it is not zero or would not enter), and the value it would enter at: the
-    one-coordinate proximal step of length 1/h_j, h_j = sum_i s_i l''(z_i) x_ij^2 / n the
-    datafit's curvature at the checkpoint ``ck`` along the coordinate, held above
-    CURVATURE_FLOOR times its bound L_j (``bound``, computed when None). One output."""
+def local_curvature(problem, ck):
+    """h_j = sum_i s_i l''(z_i) x_ij^2 / n, the datafit's curvature along each coefficient
+    at the checkpoint ``ck`` (one output)."""
     p = problem.p
     weighted = LinearProblem(problem.X, problem.Y, _curvature_weights(problem, ck.D),
                              problem.datafit, problem.fit_intercept, (np.ones(p), 1.0))  # fmt: skip
     h, mass = np.zeros(p), np.zeros(p)
     column_moments(weighted.data, h, mass)
-    if bound is None:
-        bound = problem.datafit.curvature * coordinate_metric(problem)[0]
-    h = np.maximum(h / problem.n, CURVATURE_FLOOR * bound)
+    return h / problem.n
+
+
+def entry_gains(problem, penalty, ck, h):
+    """Per coefficient, the decrease of the quadratic model g_j u + h_j u^2 / 2 + R(u) of F
+    at the checkpoint ``ck`` if it entered from zero (-inf where it is not zero or would
+    not enter), and the value u it would enter at: the one-coordinate proximal step of
+    length 1/h_j. One output."""
+    p = problem.p
     g = ck.G[:p, 0]
     values = penalty.prox(-g / h, 1.0 / h)
     model = g * values + 0.5 * h * values**2 + penalty.entry_values(values)

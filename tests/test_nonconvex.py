@@ -193,11 +193,12 @@ def test_continuation_leaves_epochs_for_the_fit_at_its_alpha():
 
 
 def test_entry_gains_are_the_local_models_one_coordinate_minimum():
-    """entry_gains against a grid minimisation of each zero coordinate's local model
-    g_j u + h_j u^2 / 2 + alpha |u|^p, h_j = sum_i p_i (1 - p_i) x_ij^2 / n (at least a
-    tenth of ||x_j||^2 / (4 n)), computed here from the definitions."""
+    """local_curvature against sum_i p_i (1 - p_i) x_ij^2 / n, and entry_gains against a
+    grid minimisation of each zero coordinate's model g_j u + h_j u^2 / 2 + alpha |u|^p
+    (h_j at least a tenth of ||x_j||^2 / (4 n), as the search uses it), computed here from
+    the definitions."""
     from sr2learn._checkpoint import checkpoint
-    from sr2learn._polish import CURVATURE_FLOOR, entry_gains
+    from sr2learn._polish import CURVATURE_FLOOR, entry_gains, local_curvature
     from sr2learn._problem import LinearProblem
     from sr2learn.datafits import Logistic
 
@@ -207,11 +208,13 @@ def test_entry_gains_are_the_local_models_one_coordinate_minimum():
     W = np.zeros((401, 1))
     W[:5, 0] = [1.0, -2.0, 0.5, 3.0, -1.0]
     ck = checkpoint(problem, Lp(alpha, q), W)
-    gains, values = entry_gains(problem, Lp(alpha, q), ck)
     prob = expit(X @ ck.W[:400, 0] + ck.W[400, 0])
     sq = X.multiply(X)
+    np.testing.assert_allclose(local_curvature(problem, ck), sq.T @ (prob * (1 - prob)) / 300,
+                               rtol=1e-12)  # fmt: skip
     h = np.maximum(sq.T @ (prob * (1 - prob)) / 300,
                    CURVATURE_FLOOR * np.asarray(sq.sum(axis=0)).ravel() / 1200)  # fmt: skip
+    gains, values = entry_gains(problem, Lp(alpha, q), ck, h)
     g = X.T @ (prob - y) / 300
     grid = np.linspace(-400, 400, 800_001)
     seen = np.flatnonzero(np.asarray(sq.sum(axis=0)).ravel() > 0)
