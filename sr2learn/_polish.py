@@ -45,8 +45,9 @@ of 18, against 6 with the rounds), EXACT_CANDIDATES (3 / 10 / 30 / 100: 1 / 0 / 
 6 l1/2 stopped 1.8% above skglm's objective, with 100 13% below: its model ranked 10 bad
 candidates first); CURVATURE_FLOOR on 2000 x 8000 seed 0, l1/2 (0.03 / 0.1 / 0.3 / 1:
 +21% / -0.5% / +1.9% / +2.2% against skglm's objective). Seeds 9-11, held out: 0 of 18
-over skglm + 0.1% (9 of 18 on the first release of the rounds, the worst +1.7%), median
-1.4% below skglm's objective; the study's 36 dense problems (seeds 0-5): 3 over (5
+over skglm + 0.1% (9 of 18 with the rounds and without Newton's method, the worst
++1.7%), the median 1.4% below skglm's objective, with 1-7 more nonzeros than skglm's
+fits (as many to 4 fewer before); the study's 36 dense problems (seeds 0-5): 3 over (5
 before), the worst +2.4% against +5.3%.
 """
 

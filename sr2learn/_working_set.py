@@ -5,7 +5,9 @@ of the full gradient), run SR2 on the problem restricted to them, then check opt
 all features with one full gradient and grow the set, doubling it as skglm and celer do,
 until the full problem's stationarity measure meets ``tol``. The diagnostics stay about the
 full problem: each outer iteration records a full-problem checkpoint, and the steps of the
-inner solves are appended to the same trace.
+inner solves are appended to the same trace. For a penalty smooth off zero (lp, one
+output), each inner solve ends with Newton's method on the support
+(:mod:`sr2learn._support_newton`), whose steps are not in the trace.
 """
 
 import math
