@@ -1,12 +1,13 @@
 """Multi-seed study: SR2Classifier with l1/2 and l2/3 against skglm (AndersonCD, fixpoint).
 
 For each data shape and seed, alpha = alpha_max / 10 (as bench_breadth.py's lp section),
-the objective ratio SR2 / skglm - 1, both nnz and both fit times (best of two). The
-fix for a nonconvex penalty must hold on data the benchmark does not have, hence several
-shapes and seeds.
+the objective ratio SR2 / skglm - 1, both nnz, both fit times (best of two, CPU time by
+default) and SR2's epochs. The fix for a nonconvex penalty must hold on data the benchmark
+does not have, hence several shapes and seeds.
 
 Usage: python benchmarks/study_lp.py [--seeds 0,1,2] [--shapes dense,text,small]
-       [--pen l1/2,l2/3] [--repeat 2] [--cache skglm.json] [--no-continuation]
+       [--pen l1/2,l2/3] [--repeat 2] [--cache skglm.json] [--clock cpu|wall]
+       [--no-continuation]
 
 The shapes "text2k", "text5k" and "text10k" are the text-like ones one at a time.
 """
