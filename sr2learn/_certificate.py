@@ -252,15 +252,21 @@ def _curvature_weights(problem, E):
 
 def _gram_newton_step(problem, columns, weights, rhs):
     """The Newton step of one output on the support ``columns`` (and the intercept), from
-    the explicit Hessian X~_S^T diag(s_i l''(z_i)) X~_S / n (``weights``: s_i l''(z_i);
-    compiled, X read in place), solved by Cholesky (with a ridge of 1e-12 of its diagonal,
-    for a singular one)."""
+    the explicit Hessian (:func:`support_hessian`), solved by Cholesky (with a ridge of
+    1e-12 of its diagonal, for a singular one)."""
+    return _solve_spd(support_hessian(problem, columns, weights), rhs)
+
+
+def support_hessian(problem, columns, weights):
+    """The explicit Hessian X~_S^T diag(s_i l''(z_i)) X~_S / n of one output on the
+    columns ``columns`` and the intercept (``weights``: s_i l''(z_i); compiled, X read in
+    place)."""
     of_x = _of_x(problem, columns)
     weighted = LinearProblem(problem.X, problem.Y, weights, problem.datafit,
                              problem.fit_intercept, (np.ones(of_x.size), 1.0), of_x)  # fmt: skip
     H = np.zeros((weighted.n_rows, weighted.n_rows))
     support_gram_into(weighted.data, H)
-    return _solve_spd(H / problem.n, rhs)
+    return H / problem.n
 
 
 def _solve_spd(H, rhs):

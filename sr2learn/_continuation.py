@@ -23,7 +23,12 @@ where the first coefficient leaves zero down to the fit's alpha, each one a deca
 ``tol`` (it only chooses the support) and warm-started from the previous one, with the
 fit's own solver; the fit at its alpha starts from there. Sparse data are left out: on
 the text-like problems the continuation did not help and moved the benchmark's l1/2 fit
-6% higher. Without a working set (p < 2,000), dense 100 x 500 and 200 x 1000, seeds 0-2:
+6% higher; measured again with the polish's entry search and the working set's Newton
+steps (study_lp.py, three text-like shapes, seeds 0-2): 0 of 18 fits over skglm + 0.1%
+with or without it, the median objective the same (-0.8%), in a median 2.1 times
+skglm's CPU time against 0.9.
+
+Without a working set (p < 2,000), dense 100 x 500 and 200 x 1000, seeds 0-2:
 2 of 12 fits over skglm + 0.1% against 7 of 12 (worst +0.4% against +8.4%), in a median
 11 times skglm's time against 25 times (with eta2 = 0.99 in the stages it had doubled
 the time and 2 of 12 fits ran out of max_iter).

@@ -5,7 +5,9 @@ of the full gradient), run SR2 on the problem restricted to them, then check opt
 all features with one full gradient and grow the set, doubling it as skglm and celer do,
 until the full problem's stationarity measure meets ``tol``. The diagnostics stay about the
 full problem: each outer iteration records a full-problem checkpoint, and the steps of the
-inner solves are appended to the same trace.
+inner solves are appended to the same trace. For a penalty smooth off zero (lp, one
+output), each inner solve ends with Newton's method on the support
+(:mod:`sr2learn._support_newton`), whose steps are not in the trace.
 """
 
 import math
@@ -15,6 +17,7 @@ import numpy as np
 
 from ._certificate import NewtonCertificate, NewtonMemo
 from ._sr2 import SolverState, _checkpoint, _record, _Settings, _StepLog, solve
+from ._support_newton import newton_on_support, smooth_on_support
 from .diagnostics import ConvergenceDiagnostics
 
 __all__ = ["solve_working_set", "use_working_set"]
@@ -113,6 +116,8 @@ def _outer_loop(problem, penalty, state, rule, *, max_epochs, tol, variance_redu
     diag_rng = np.random.default_rng(rng.integers(2**32))
     converged = False
     last_criterion = None
+    # The last digits of an lp fit's local minimum from Newton's method on its support.
+    newton = smooth_on_support(problem, penalty)
     # Each outer iteration costs an inner solve: its certificate is tried every time.
     settings = _Settings(0, tol, variance_reduction, variance_estimate=variance_estimate,
                          verbose=verbose, certificate=NewtonCertificate(backoff=False))  # fmt: skip
@@ -142,6 +147,8 @@ def _outer_loop(problem, penalty, state, rule, *, max_epochs, tol, variance_redu
         diagnostics.extend_steps(inner)
         log.add(inner.trace_array())
         W = new.W
+        if newton:
+            W = newton_on_support(problem, penalty, W)[0]
         sigma, b, steps, epochs = new.sigma, new.batch_size, new.n_steps, new.n_epochs
         if verbose:
             print(f"[SR2 working set] {ws.size} features, criterion {ck.criterion:.3e}, "

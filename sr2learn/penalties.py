@@ -18,8 +18,11 @@ Conventions (shared by every penalty):
 - ``dual_scale(grad)``, for the convex penalties only: the largest kappa <= 1 such that
   ``-kappa * grad`` lies in the subdifferential of R at 0 (the scaling that makes a dual
   point feasible, for the duality gap); None for the nonconvex ones (no gap);
-- ``support_gradient(w)``, for the penalties with a ``dual_scale``: the gradient of R
-  where ``w`` is not zero (the Newton step of the gap certificate).
+- ``support_gradient(w)``, for the penalties with a ``dual_scale`` and for ``Lp``: the
+  gradient of R where ``w`` is not zero (the Newton step of the gap certificate, and
+  :mod:`sr2learn._support_newton`); ``support_curvature(w)``, for ``Lp`` only: its
+  second derivative there (R smooth on each orthant of its support: see
+  :mod:`sr2learn._support_newton`).
 
 Beside the array forms each class carries its compiled form, ``Kernel``: a NamedTuple of
 the penalty's parameters whose static methods are the same formulas per entry, compiled by
@@ -29,9 +32,9 @@ scalar ``prox(kernel, v, t)`` and ``value(kernel, w)``; a non-separable one give
 the first ``count`` entries. Each class also says what the engine may do with it:
 ``separable`` (the prox acts entry by entry) and ``lazy_exact`` (a zero entry whose
 gradient does not change stays zero for every sigma above the one it was checked at, so
-the engine may skip it exactly), and ``polish``: a fit ends with SR2 steps of coordinate
-descent's lengths (see :mod:`sr2learn._polish`) and, on dense data with more features
-than samples, starts with a continuation in alpha (see :mod:`sr2learn._continuation`).
+the engine may skip it exactly), and ``polish``: a fit ends with a search for a lower
+local minimum (see :mod:`sr2learn._polish`) and, on dense data with more features than
+samples, starts with a continuation in alpha (see :mod:`sr2learn._continuation`).
 tests/test_penalties.py checks that both forms agree.
 """
 
@@ -208,10 +211,12 @@ class Lp(Penalty):
     The prox uses the half-thresholding (p = 1/2) and two-thirds-thresholding
     (p = 2/3) formulas; both return the global minimiser of the 1-D problem.
 
-    A linear model's fit with it ends with a coordinate-wise polish
-    (:mod:`sr2learn._polish`): while coordinate descent's steps 1/L_j would change the
-    support, SR2 takes steps of those lengths (a fixed point of them is a stronger
-    condition than a fixed point of SR2's shorter steps). On dense data with more
+    A linear model's fit with it ends with a polish (:mod:`sr2learn._polish`): one
+    output's fit tries the zero features' entries under the datafit's curvature at the
+    fit, each followed by Newton's method on the support (kept where F falls); several
+    outputs' fit takes SR2 steps of coordinate descent's lengths 1/L_j while they would
+    change the support. With working sets, each inner solve of one output ends with
+    Newton's method on the support (:mod:`sr2learn._support_newton`). On dense data with more
     features than samples it starts with a continuation
     (:mod:`sr2learn._continuation`): a few larger alphas are solved first, so that the
     features enter gradually, as in coordinate descent, rather than all at once.
@@ -239,16 +244,23 @@ class Lp(Penalty):
     def value_array(self, w):
         if _small_numpy(w):
             return _value_flat(self.kernel(), np.ascontiguousarray(w, dtype=np.float64).reshape(-1))
-        xp = array_namespace(w)
-        a = xp.abs(w)
         if isinstance(w, np.ndarray):
-            # The power on the nonzero entries only (a few dozen of the 5,000 at the
-            # working set's full-problem checkpoints); the zeros stay in the sum, whose
-            # rounding is then the same.
-            nonzero = a > 0
-            a[nonzero] **= self.p
-            return self.alpha * np.sum(a)
-        return self.alpha * xp.sum(a**self.p)
+            # The zeros stay in the sum, whose rounding is then the same.
+            return self.alpha * np.sum(self._powers(w))
+        xp = array_namespace(w)
+        return self.alpha * xp.sum(xp.abs(w) ** self.p)
+
+    def entry_values(self, w):
+        """alpha |w_j|^p per entry of a NumPy array (its sum is ``value(w)``)."""
+        return self.alpha * self._powers(w)
+
+    def _powers(self, w):
+        # The power on the nonzero entries only (a few dozen of the 5,000 at the working
+        # set's full-problem checkpoints).
+        a = np.abs(w)
+        nonzero = a > 0
+        a[nonzero] **= self.p
+        return a
 
     def prox(self, v, step):
         if _small_numpy(v):
@@ -302,6 +314,17 @@ class Lp(Penalty):
         else:  # a = 2/3 * (3 lam^3)^(1/4)
             lam = ((1.5 * a) ** 4 / 3.0) ** (1.0 / 3.0)
         return lam / (2.0 * step)
+
+    def support_gradient(self, w):
+        """The gradient of R at ``w``, every entry nonzero: alpha p |w|^(p-1) sign(w)."""
+        xp = array_namespace(w)
+        return self.alpha * self.p * xp.abs(w) ** (self.p - 1.0) * xp.sign(w)
+
+    def support_curvature(self, w):
+        """The second derivative of R at ``w``, every entry nonzero, entrywise:
+        alpha p (p - 1) |w|^(p-2) (negative: R is concave on each side of zero)."""
+        xp = array_namespace(w)
+        return self.alpha * self.p * (self.p - 1.0) * xp.abs(w) ** (self.p - 2.0)
 
     def subdiff_distance(self, w, grad):
         xp = array_namespace(w, grad)

@@ -72,6 +72,21 @@ def test_lp_value_of_a_large_sparse_array_is_the_definition(p):
     assert np.count_nonzero(w) == 40  # the argument is left as it was
 
 
+@pytest.mark.parametrize("p", [0.5, 2.0 / 3.0])
+def test_lp_support_derivatives_match_finite_differences(p):
+    """support_gradient and support_curvature off zero: central differences of the
+    definition alpha |w|^p (the Newton step on the support uses them)."""
+    pen = Lp(0.3, p=p)
+    w = np.r_[-np.geomspace(0.05, 4.0, 7), np.geomspace(0.05, 4.0, 7)]
+    h = 1e-5 * np.abs(w)
+    value = lambda u: 0.3 * np.abs(u) ** p  # noqa: E731
+    np.testing.assert_allclose(pen.support_gradient(w), (value(w + h) - value(w - h)) / (2 * h),
+                               rtol=1e-8)  # fmt: skip
+    second = (value(w + h) - 2 * value(w) + value(w - h)) / h**2
+    np.testing.assert_allclose(pen.support_curvature(w), second, rtol=1e-4)
+    assert np.all(pen.support_curvature(w) < 0)
+
+
 def test_lp_prox_of_a_large_float32_array_stays_float32():
     V = np.random.default_rng(2).normal(size=3000).astype(np.float32)
     out = Lp(0.1, p=0.5).prox(V, 0.3)
