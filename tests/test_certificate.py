@@ -247,11 +247,14 @@ def test_tries_follow_the_square_law_and_stop_when_unsolved():
         assert not any(cert.due(4e-3, 1e-4, support) for _ in range(10))
         assert cert.due(3e-3, 1e-4, support)
     cert.tried(True, True, 3e-3, 9e-5, "S3")
-    assert cert.due(3e-2, 1e-4, "S4")  # after a success, any other support
-    assert not cert.due(4e-3, 1e-4, "S3")  # and the model still holds on its own
+    # After a success, on another support: the square law with a decade of slack
+    # (9e-5 (p / 3e-3)^2 <= 1e-3: p <= 1e-2); on its own support, without.
+    assert cert.due(9e-3, 1e-4, "S4")
+    assert not cert.due(1.1e-2, 1e-4, "S4")
+    assert not cert.due(4e-3, 1e-4, "S3")
     # A support that the proximal-gradient step changes: not tried.
-    assert not cert.due(3e-2, 1e-4, SimpleNamespace(identified=False))
-    assert cert.due(3e-2, 1e-4, SimpleNamespace(identified=True))
+    assert not cert.due(3e-3, 1e-4, SimpleNamespace(identified=False))
+    assert cert.due(3e-3, 1e-4, SimpleNamespace(identified=True))
     cert.tried(solved=False, success=False)  # conjugate gradients failed: no more tries
     assert not any(cert.due(1e-2, 1e-4, "S5") for _ in range(10))
     eager = NewtonCertificate(backoff=False)
