@@ -979,10 +979,23 @@ class SR2Classifier(ClassifierMixin, _BaseSR2):
         self.working_set = working_set
         self.class_weight = class_weight
 
+    def _validate(self, X, y, reset):
+        """As the base's, except on a fold of SR2ClassifierCV (``_all_classes`` set), whose
+        rows are those of data the CV validated (and whose targets it checked): there the
+        checks cost more than the fold's first fit itself (3 classes, 1,200 x 10: 1 ms
+        against 0.8 ms a path fit)."""
+        if reset and getattr(self, "_all_classes", None) is not None:
+            self.n_features_in_ = X.shape[1]
+            # Rows taken by fancy indexing keep no particular memory order.
+            return (X if sp.issparse(X) else np.ascontiguousarray(X)), y
+        return super()._validate(X, y, reset)
+
     def _encode_targets(self, y, sample_weight, partial, classes):
-        check_classification_targets(y)
-        # Set by SR2ClassifierCV on its folds: fit these classes even if y misses some.
+        # Set by SR2ClassifierCV on its folds: fit these classes even if y misses some
+        # (the CV checked its targets).
         all_classes = getattr(self, "_all_classes", None)
+        if all_classes is None:
+            check_classification_targets(y)
         if partial and hasattr(self, "classes_"):
             if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
                 raise ValueError(
