@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import cho_factor, cho_solve
+from scipy.linalg.lapack import dpotrf, dpotrs
 
 from ._engine import loss_pass, support_gram_into
 from ._problem import LinearProblem, data_nbytes, loss_derivatives, row_slices
@@ -328,12 +328,15 @@ def _solve_spd(H, rhs):
     along which the right-hand side has no component), else least squares."""
     diagonal = H.reshape(-1)[:: H.shape[0] + 1]  # a view
     diagonal += 1e-12 * max(float(diagonal.max()), 1e-300)
-    try:
-        # H and rhs are finite (formed from validated data): scipy's checks cost as much
-        # as the factorisation of a CV fold's Hessian.
-        return cho_solve(cho_factor(H, check_finite=False), rhs, check_finite=False)
-    except np.linalg.LinAlgError:
-        return np.linalg.lstsq(H, rhs, rcond=None)[0]
+    # LAPACK's Cholesky directly: H and rhs are finite (formed from validated data), and
+    # scipy's checks and wrappers cost several times the factorisation of a CV fold's
+    # Hessian (a few dozen unknowns).
+    factor, info = dpotrf(H, lower=False, clean=False, overwrite_a=False)
+    if info == 0:
+        solution, info = dpotrs(factor, rhs, lower=False)
+        if info == 0:
+            return solution
+    return np.linalg.lstsq(H, rhs, rcond=None)[0]
 
 
 def _support_copy(problem, columns):
