@@ -66,9 +66,11 @@ class NewtonCertificate:
     - on the support of the last try, only when that square law predicts success (a CV
       path's short solves had spent a quarter of their time on tries that it skips; a
       path shares one certificate between its alphas);
-    - on another support, only when the proximal-gradient step keeps it
-      (:attr:`SupportSignature.identified`); after a miss (with ``backoff``) only when the
-      square law from the miss predicts success: each miss lowers the plain criterion
+    - on another support, every time when the problem knows its Hessian
+      (:attr:`SupportSignature.hessian_known`: a try is cheap); otherwise only when the
+      proximal-gradient step keeps it (:attr:`SupportSignature.identified`); after a
+      miss (with ``backoff``) only when the square law from the miss predicts success:
+      each miss lowers the plain criterion
       needed for the next try, so that misses are few, and none waits for a count of
       checkpoints (a path's second epoch at each alpha, whose support has just settled,
       had waited for a third: 3-class 1,200 x 20 folds, 133 epochs and 88 tries along the
@@ -90,12 +92,15 @@ class NewtonCertificate:
         (or any other signature, taken as identified)."""
         if self._useless or not tol or not tol < criterion <= self.within:
             return False
+        known = getattr(support, "hessian_known", False)
         if self._last is None:
-            return getattr(support, "identified", True)
+            return known or getattr(support, "identified", True)
         plain, certified, last_support = self._last
         predicted = certified * (criterion / plain) ** 2
         if support == last_support:
             return predicted <= tol
+        if known:
+            return True
         if not getattr(support, "identified", True):
             return False
         if certified <= tol:  # after a success, the law with a decade of slack
@@ -179,6 +184,14 @@ class SupportSignature:
 
     def __hash__(self):
         return hash(self._key)
+
+    @property
+    def hessian_known(self):
+        """Whether the problem knows its Hessian (least squares on compressed rows, from
+        their moments): a try is then a small solve and a pass, cheaper than the epoch it
+        may save, and every new support is tried (a 2,000 x 100 regression's CV: 199
+        epochs along the paths with the gates below, 159 without)."""
+        return getattr(self._problem, "support_hessian", None) is not None
 
     @functools.cached_property
     def identified(self):

@@ -252,9 +252,16 @@ def test_tries_follow_the_square_law_and_stop_when_unsolved():
     assert cert.due(9e-3, 1e-4, "S4")
     assert not cert.due(1.1e-2, 1e-4, "S4")
     assert not cert.due(4e-3, 1e-4, "S3")
-    # A support that the proximal-gradient step changes: not tried.
+    # A support that the proximal-gradient step changes: not tried, unless the problem
+    # knows its Hessian (a cheap try), which tries every new support.
     assert not cert.due(3e-3, 1e-4, SimpleNamespace(identified=False))
     assert cert.due(3e-3, 1e-4, SimpleNamespace(identified=True))
+    known = SimpleNamespace(identified=False, hessian_known=True)
+    assert cert.due(3e-2, 1e-4, known)
+    missed = NewtonCertificate()
+    missed.tried(True, False, 1e-2, 1e-3, "S1")
+    assert missed.due(1e-2, 1e-4, known) and not missed.due(1e-2, 1e-4, "S2")
+    assert not missed.due(1e-2, 1e-4, "S1")  # its own support: the square law still
     cert.tried(solved=False, success=False)  # conjugate gradients failed: no more tries
     assert not any(cert.due(1e-2, 1e-4, "S5") for _ in range(10))
     eager = NewtonCertificate(backoff=False)
