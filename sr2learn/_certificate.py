@@ -284,8 +284,9 @@ def _intercept_feasible(E):
     """Whether sum_i s_i l'(z_i) = 0 for every output (to rounding): the dual constraint of
     the unpenalised intercept, which its exact minimiser meets unless there is none (an
     output whose predictions are all saturated)."""
-    size = sum(np.abs(E[rows]).sum(axis=0) for rows in row_slices(E.shape[0]))
-    return bool(np.all(np.abs(E.sum(axis=0)) <= 1e-9 * size))
+    # Column sums by einsum: .sum(axis=0) over a few columns is several times slower.
+    size = sum(np.einsum("ij->j", np.abs(E[rows])) for rows in row_slices(E.shape[0]))
+    return bool(np.all(np.abs(np.einsum("ij->j", E)) <= 1e-9 * size))
 
 
 def _of_x(problem, columns):
