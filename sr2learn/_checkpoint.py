@@ -221,7 +221,7 @@ def checkpoint(problem, penalty, W, *, diagnostic=None, tol=None, certificate=No
     if kappa is not None:
         gap = max(objective - _dual_objective(problem, E, kappa), 0.0)
         criterion = gap / objective if objective > 0 else 0.0
-        support = None if certificate is None else support_signature(W[:p])
+        support = None if certificate is None else support_signature(problem, penalty, W, G)
         if certificate is not None and certificate.due(criterion, tol, support):
             plain = criterion
             newton, solved = newton_dual_point(problem, penalty, W, G, E,

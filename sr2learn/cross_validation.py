@@ -16,6 +16,7 @@ from sklearn.metrics import check_scoring, make_scorer
 from sklearn.model_selection import check_cv
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._gram import FoldGrams, use_compressed
@@ -602,7 +603,9 @@ class SR2ClassifierCV(_SR2CVMixin, ClassifierMixin, BaseEstimator):
     def _fold_base(self, base, y):
         """The classes of the whole ``y`` (set as ``classes_``), which every fold fits even
         when its training part misses some, and ``class_weight="balanced"`` computed on
-        the whole ``y`` (as the refit computes it), as in LogisticRegressionCV."""
+        the whole ``y`` (as the refit computes it), as in LogisticRegressionCV. The folds
+        do not check their targets again: ``y`` is checked here."""
+        check_classification_targets(y)
         self.classes_ = np.unique(y)
         if self.class_weight == "balanced":
             weights = compute_class_weight("balanced", classes=self.classes_, y=y)

@@ -5,6 +5,7 @@ stop within tol of the optimum."""
 
 import warnings
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,7 +13,12 @@ import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 
 from sr2learn import SR2Classifier, SR2Regressor, _certificate
-from sr2learn._certificate import NewtonCertificate, NewtonMemo, newton_dual_point
+from sr2learn._certificate import (
+    NewtonCertificate,
+    NewtonMemo,
+    newton_dual_point,
+    support_signature,
+)
 from sr2learn._checkpoint import _dual_objective, checkpoint
 from sr2learn._problem import LinearProblem
 from sr2learn.datafits import Logistic, Multinomial, Quadratic
@@ -228,30 +234,75 @@ def test_explicit_hessian_and_conjugate_gradients_give_the_same_step(kind, spars
         assert other[1] == pytest.approx(iterative[1], rel=1e-9)
 
 
-def test_tries_back_off_after_a_failure_and_stop_when_unsolved():
+def test_tries_follow_the_square_law_and_stop_when_unsolved():
     cert = NewtonCertificate(within=0.1)
     assert not cert.due(0.5, 1e-4)  # the support has not settled
     assert not cert.due(1e-5, 1e-4)  # tol met already
     assert cert.due(1e-2, 1e-4, "S1")
-    # A miss on support S1 (1e-2 certified as 1e-3). On another support: wait 1, then 2
-    # checkpoints.
+    # A miss on support S1 (1e-2 certified as 1e-3): on that support or another, the next
+    # try once the plain criterion predicts success, the certificate's gap scaling as its
+    # square (1e-3 (p / 1e-2)^2 <= 1e-4: p <= 3.2e-3); no count of checkpoints to wait.
     cert.tried(True, False, 1e-2, 1e-3, "S1")
-    assert [cert.due(1e-2, 1e-4, "S2") for _ in range(2)] == [False, True]
-    cert.tried(True, False, 1e-2, 1e-3, "S2")
-    assert [cert.due(1e-2, 1e-4, "S3") for _ in range(3)] == [False, False, True]
-    # On the support of the last try: only once the plain criterion predicts success, the
-    # certificate's gap scaling as its square (1e-3 (p / 1e-2)^2 <= 1e-4: p <= 3.2e-3).
-    cert.tried(True, False, 1e-2, 1e-3, "S3")
-    assert not any(cert.due(4e-3, 1e-4, "S3") for _ in range(10))
-    assert cert.due(3e-3, 1e-4, "S3")
+    for support in ("S1", "S2"):
+        assert not any(cert.due(4e-3, 1e-4, support) for _ in range(10))
+        assert cert.due(3e-3, 1e-4, support)
     cert.tried(True, True, 3e-3, 9e-5, "S3")
-    assert cert.due(3e-3, 1e-4, "S4")  # a success: no wait on a new support
-    assert not cert.due(4e-3, 1e-4, "S3")  # and the model still holds on its own
+    # After a success, on another support: the square law with a decade of slack
+    # (9e-5 (p / 3e-3)^2 <= 1e-3: p <= 1e-2); on its own support, without.
+    assert cert.due(9e-3, 1e-4, "S4")
+    assert not cert.due(1.1e-2, 1e-4, "S4")
+    assert not cert.due(4e-3, 1e-4, "S3")
+    # A support that the proximal-gradient step changes: not tried, unless the problem
+    # knows its Hessian (a cheap try), which tries every new support.
+    assert not cert.due(3e-3, 1e-4, SimpleNamespace(identified=False))
+    assert cert.due(3e-3, 1e-4, SimpleNamespace(identified=True))
+    known = SimpleNamespace(identified=False, hessian_known=True)
+    assert cert.due(3e-2, 1e-4, known)
+    missed = NewtonCertificate()
+    missed.tried(True, False, 1e-2, 1e-3, "S1")
+    assert missed.due(1e-2, 1e-4, known) and not missed.due(1e-2, 1e-4, "S2")
+    assert not missed.due(1e-2, 1e-4, "S1")  # its own support: the square law still
     cert.tried(solved=False, success=False)  # conjugate gradients failed: no more tries
     assert not any(cert.due(1e-2, 1e-4, "S5") for _ in range(10))
     eager = NewtonCertificate(backoff=False)
     eager.tried(True, False, 1e-2, 1e-3, "S1")
     assert eager.due(1e-2, 1e-4, "S2")
+    assert not eager.due(1e-2, 1e-4, SimpleNamespace(identified=False))
+    first = NewtonCertificate()
+    assert not first.due(1e-2, 1e-4, SimpleNamespace(identified=False))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_spurious_coordinate_leaves_the_support_unidentified(kind):
+    # At the optimum the proximal-gradient step keeps the support and its signs; a small
+    # coordinate where the optimum has none (its gradient inside (-alpha, alpha)), or a
+    # coordinate of the support with its sign flipped, is undone by the step. A zero
+    # coordinate that the step would add does not count (the dual scaling's business).
+    problem, penalty = make_problem(kind, False, True, seed=2)
+    best = solve_tightly(problem, penalty)
+    p = problem.p
+
+    def identified(W):
+        ck = checkpoint(problem, penalty, W)
+        return support_signature(problem, penalty, ck.W, ck.G).identified
+
+    assert identified(best.W)
+    # Sizes within a tenth of the step's threshold alpha t_j (t_j = 1 / (L d_j^2)).
+    small = 0.1 * penalty.alpha * problem.inv_metric[:p] / problem.lipschitz()
+    inside = np.argwhere((best.W[:p] == 0) & (np.abs(best.G[:p]) < 0.5 * penalty.alpha))
+    j, k = inside[0]
+    spurious = best.W.copy()
+    spurious[j, k] = small[j]
+    assert not identified(spurious)
+    flipped = best.W.copy()
+    j, k = np.argwhere(best.W[:p] != 0)[0]
+    flipped[j, k] = -np.sign(flipped[j, k]) * small[j]
+    assert not identified(flipped)
+    # Equal signatures for equal supports (the square law's "same support").
+    assert support_signature(problem, penalty, spurious, best.G) == \
+        support_signature(problem, penalty, spurious * 2, best.G)  # fmt: skip
+    assert support_signature(problem, penalty, spurious, best.G) != \
+        support_signature(problem, penalty, best.W, best.G)  # fmt: skip
 
 
 def text_like(n=600, p=2500, seed=0):

@@ -1,5 +1,6 @@
 """SR2Regressor / SR2Classifier: optimality against scikit-learn, API behaviour, bad input."""
 
+import math
 import pickle
 import re
 import warnings
@@ -15,6 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sr2learn import L0Ball, SR2Classifier, SR2Regressor
+from sr2learn.linear_model import auto_batch_size
 
 
 def lasso_objective(X, y, coef, intercept, alpha):
@@ -129,6 +131,17 @@ def test_all_variance_reduction_modes_decrease_the_objective(diabetes, vr):
     objective = sr2.diagnostics_.checkpoints["objective"]
     assert objective[-1] < 0.6 * objective[0]
     assert np.all(np.isfinite(sr2.coef_))
+
+
+def test_auto_batch_size_takes_about_32_steps_per_pass_and_16_on_compressed_rows():
+    # Up to 256 rows the full batch; above, batches of at most 32 rows and of n/32 (about
+    # 32 steps per pass over the data; n/16 on compressed rows and partial_fit's chunks).
+    assert auto_batch_size(256, 20) == 256
+    for n in (257, 400, 600, 1000, 1023, 5000):
+        assert auto_batch_size(n, 20) == min(32, math.ceil(n / 32)), n
+    assert auto_batch_size(600, 20) == 19
+    assert auto_batch_size(400, 20, full_batch=False) == 25  # 16 steps per pass
+    assert auto_batch_size(100, 20, full_batch=False) == 7  # never the full batch
 
 
 # -- input types --------------------------------------------------------------------------
