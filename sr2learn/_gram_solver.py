@@ -303,6 +303,8 @@ def lasso_on_moments(G, b, c, inv_metric, kernel, rule, tol, max_steps, w, G_w, 
             r_w = r_trial
             criterion, objective = _relative_gap(G_w, b, c, w, alpha, r_w)
         _record(trace, steps - 1, sig, rho, 1.0 if accepted else 0.0, s_sq, xi, before, w)
+        if not accepted and sigma[0] <= sig:
+            break  # sigma cannot grow (sigma_max): the same step would be rejected again
     return criterion, steps, newton_tries
 
 
@@ -333,8 +335,9 @@ class MomentPath:
         # which SR2 grows sigma in a few rejected steps where the columns correlate.
         top = float(np.max(np.diag(moments.G) * self.inv_metric, initial=0.0))
         sigma0 = top if math.isfinite(top) and top > 0 else 1.0
-        self.sigma = np.array([sigma0])
         self.rule = _rule_params(make_rule(sigma0))
+        # Within the user's sigma_min and sigma_max from the first step.
+        self.sigma = np.array([min(max(sigma0, self.rule.sigma_min), self.rule.sigma_max)])
 
     def start_at(self, coef, sigma):
         """Start the next solve at the coefficients ``coef`` with ``sigma``."""

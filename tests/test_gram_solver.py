@@ -188,3 +188,35 @@ def test_unconverged_fits_on_the_moments_are_counted():
     with pytest.warns(ConvergenceWarning) as record:
         cv.fit(X, y)
     assert "10 of 10 path fits did not converge" in str(record[0].message)
+
+
+def test_the_steps_on_the_moments_keep_the_users_sigma_clamp():
+    # The path's own first sigma (the largest diagonal curvature, 1 in the metric) lies
+    # below sigma_min here: the user's clamp holds from the first step, as on the rows.
+    X, y, sw = _tall(seed=7)
+    alpha = 0.05 * alpha_max(SR2Regressor(), X, y, sw)
+    reg = SR2Regressor(alpha=alpha, sigma_min=5.0, sigma_max=10.0, random_state=0)
+    history = reg.fit(X, y, sample_weight=sw).diagnostics_.history
+    sigma = history["sigma"][history["sigma"] > 0]  # Newton's rows have sigma 0
+    assert sigma.size and np.all((sigma >= 5.0) & (sigma <= 10.0))
+
+
+def test_a_step_rejected_at_sigma_max_ends_the_solve_on_the_moments():
+    # Rejected at a sigma that cannot grow, the same step would be tried again unchanged:
+    # the solve on the moments stops there instead of spending half of max_iter on it.
+    X, y, sw = _tall(seed=7)
+    alpha = 0.05 * alpha_max(SR2Regressor(), X, y, sw)
+    mean, centred = FoldGrams(X, y, sw).of_rows(np.arange(0), True)
+    metric, _ = column_metric(X, sw)
+    rule = SR2Regressor(sigma_max=1e-3)._make_rule(None, 1e-3, None)
+    path = MomentPath(FoldMoments(mean, centred, X.shape[0]), metric, lambda sigma0: rule)
+    criterion, steps, _ = path.solve(L1(alpha), 1e-4, 100)
+    assert criterion > 1e-4 and steps == 1
+    reg = SR2Regressor(alpha=alpha, sigma_max=1e-3, max_iter=200, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg.fit(X, y, sample_weight=sw)
+    rejected_alone = (reg.diagnostics_.history["accepted"] == 0) & (
+        np.bincount(reg.diagnostics_.history["epoch"].astype(int))[
+            reg.diagnostics_.history["epoch"].astype(int)] == 1)  # fmt: skip
+    assert rejected_alone.sum() <= 1
