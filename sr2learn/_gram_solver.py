@@ -18,7 +18,8 @@ the moments, and the ratio, the model decrease and the sigma update compiled fro
 :mod:`sr2learn._rule` itself. When an accepted step leaves the support and its signs as
 they were, it tries one Newton step on the support (the minimiser of the quadratic on that
 orthant face, a Cholesky factor of G[S, S]), cut at the first coefficient that would
-change sign, so that it always decreases F. G w is kept up to date through the columns of
+change sign, so that it always decreases F (and set to zero: the next step is Newton's on
+the smaller support). G w is kept up to date through the columns of
 G that a step changes. It stops when the relative duality gap (F(w) - D(theta)) / F(w),
 at the dual point theta = kappa r scaled into the dual's domain (``L1.dual_scale``), is at
 most ``tol``: SR2Regressor's criterion for "l1", computed from the same moments as its
@@ -261,7 +262,10 @@ def lasso_on_moments(G, b, c, inv_metric, kernel, rule, tol, max_steps, w, G_w, 
     steps = 0
     newton_tries = 0
     # Newton is tried on a support (set and signs) that an accepted SR2 step kept, once
-    # until the support changes again.
+    # until the support changes again, and at once again on the smaller support after a
+    # step cut at a sign change (an SR2 step first could re-enter the coefficient just
+    # zeroed, and the next Newton step cut it again: ill-conditioned G, e.g. offset
+    # columns without intercept, then ran out of steps).
     kept_support = False
     untried = True
     while criterion > tol and steps < max_steps:
@@ -269,7 +273,7 @@ def lasso_on_moments(G, b, c, inv_metric, kernel, rule, tol, max_steps, w, G_w, 
         if kept_support and untried:
             newton_tries += 1
             count, cut = _newton_on_support(G, G_w, b, w, alpha, s, changed)
-            untried, kept_support = cut, not cut
+            untried, kept_support = cut, cut
             if count > 0:
                 for q in range(count):
                     w[changed[q]] += s[changed[q]]
@@ -303,6 +307,8 @@ def lasso_on_moments(G, b, c, inv_metric, kernel, rule, tol, max_steps, w, G_w, 
             r_w = r_trial
             criterion, objective = _relative_gap(G_w, b, c, w, alpha, r_w)
         _record(trace, steps - 1, sig, rho, 1.0 if accepted else 0.0, s_sq, xi, before, w)
+        if not accepted and sigma[0] <= sig:
+            break  # sigma cannot grow (sigma_max): the same step would be rejected again
     return criterion, steps, newton_tries
 
 
@@ -333,8 +339,9 @@ class MomentPath:
         # which SR2 grows sigma in a few rejected steps where the columns correlate.
         top = float(np.max(np.diag(moments.G) * self.inv_metric, initial=0.0))
         sigma0 = top if math.isfinite(top) and top > 0 else 1.0
-        self.sigma = np.array([sigma0])
         self.rule = _rule_params(make_rule(sigma0))
+        # Within the user's sigma_min and sigma_max from the first step.
+        self.sigma = np.array([min(max(sigma0, self.rule.sigma_min), self.rule.sigma_max)])
 
     def start_at(self, coef, sigma):
         """Start the next solve at the coefficients ``coef`` with ``sigma``."""

@@ -843,14 +843,14 @@ class SR2Regressor(RegressorMixin, _BaseSR2):
         trace = np.empty((min(max(max_steps, 0), _TRACE_ROWS), len(TRACE_COLUMNS)))
         done = 0
         while done < max_steps:
-            criterion, steps, _ = path.solve(penalty, tol, min(max_steps - done, _TRACE_ROWS),
-                                             trace)  # fmt: skip
+            run = min(max_steps - done, _TRACE_ROWS)
+            criterion, steps, _ = path.solve(penalty, tol, run, trace)
             if steps:
                 first = state.n_epochs + done + 1
                 diagnostics.record_trace(state.n_steps + done + 1,
                                          np.arange(first, first + steps), trace[:steps])
             done += steps
-            if criterion <= tol or steps == 0:
+            if criterion <= tol or steps < run:  # converged, or stuck at sigma_max
                 break
         coef, intercept = path.coef()
         W = np.r_[coef, [intercept]] if problem.fit_intercept else coef

@@ -188,3 +188,57 @@ def test_unconverged_fits_on_the_moments_are_counted():
     with pytest.warns(ConvergenceWarning) as record:
         cv.fit(X, y)
     assert "10 of 10 path fits did not converge" in str(record[0].message)
+
+
+def test_the_steps_on_the_moments_keep_the_users_sigma_clamp():
+    # The path's own first sigma (the largest diagonal curvature, 1 in the metric) lies
+    # below sigma_min here: the user's clamp holds from the first step, as on the rows.
+    X, y, sw = _tall(seed=7)
+    alpha = 0.05 * alpha_max(SR2Regressor(), X, y, sw)
+    reg = SR2Regressor(alpha=alpha, sigma_min=5.0, sigma_max=10.0, random_state=0)
+    history = reg.fit(X, y, sample_weight=sw).diagnostics_.history
+    sigma = history["sigma"][history["sigma"] > 0]  # Newton's rows have sigma 0
+    assert sigma.size and np.all((sigma >= 5.0) & (sigma <= 10.0))
+
+
+def test_a_step_rejected_at_sigma_max_ends_the_solve_on_the_moments():
+    # Rejected at a sigma that cannot grow, the same step would be tried again unchanged:
+    # the solve on the moments stops there instead of spending half of max_iter on it.
+    X, y, sw = _tall(seed=7)
+    alpha = 0.05 * alpha_max(SR2Regressor(), X, y, sw)
+    mean, centred = FoldGrams(X, y, sw).of_rows(np.arange(0), True)
+    metric, _ = column_metric(X, sw)
+    rule = SR2Regressor(sigma_max=1e-3)._make_rule(None, 1e-3, None)
+    path = MomentPath(FoldMoments(mean, centred, X.shape[0]), metric, lambda sigma0: rule)
+    criterion, steps, _ = path.solve(L1(alpha), 1e-4, 100)
+    assert criterion > 1e-4 and steps == 1
+    reg = SR2Regressor(alpha=alpha, sigma_max=1e-3, max_iter=200, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg.fit(X, y, sample_weight=sw)
+    rejected_alone = (reg.diagnostics_.history["accepted"] == 0) & (
+        np.bincount(reg.diagnostics_.history["epoch"].astype(int))[
+            reg.diagnostics_.history["epoch"].astype(int)] == 1)  # fmt: skip
+    assert rejected_alone.sum() <= 1
+
+
+def test_a_lasso_without_intercept_on_offset_columns_converges_on_the_moments():
+    # Without intercept, columns of mean 100 make G one large eigenvalue over small ones.
+    # A Newton step cut at a sign change tries again on the smaller support: when SR2's
+    # next step had to keep the support first, it re-entered the zeroed coefficient, the
+    # next Newton step cut it again, and the fit ran 1,000 epochs 1.7 off Lasso's.
+    rng = np.random.default_rng(8)
+    Z = rng.standard_normal((2000, 12))
+    y = Z[:, :3] @ np.array([1.5, -2.0, 0.7]) + rng.standard_normal(2000)
+    X = Z + 100.0
+    alpha = 0.0072
+    reg = SR2Regressor(alpha=alpha, fit_intercept=False, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        reg.fit(X, y)
+    lasso = Lasso(alpha=alpha, fit_intercept=False, tol=1e-8, max_iter=10**6).fit(X, y)
+
+    def objective(coef):
+        return 0.5 * np.mean((y - X @ coef) ** 2) + alpha * np.abs(coef).sum()
+
+    assert objective(reg.coef_) <= objective(lasso.coef_) * (1 + reg.tol)
