@@ -823,9 +823,12 @@ class SR2Regressor(RegressorMixin, _BaseSR2):
             # At most half of the epochs left: a sigma clamp (sigma_max) below the whole
             # batch's curvature would have every step on the moments rejected.
             steps = ((self.max_iter if until is None else until) - state.n_epochs) // 2
+            epochs = state.n_epochs
             state = self._solve_on_moments(problem, penalty, state, rule, common["diagnostics"],
                                            self.tol if tol is None else tol, steps)  # fmt: skip
-            fresh = not np.any(state.W)
+            # A fresh fit still runs an epoch where the moments' start already met tol
+            # (n_iter_ >= 1, scikit-learn's convention), not after steps on the moments.
+            fresh = fresh and state.n_epochs == epochs
         return super()._solve(problem, penalty, state, rule, partial, fresh, common, tol=tol,
                               until=until)  # fmt: skip
 

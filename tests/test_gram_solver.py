@@ -242,3 +242,16 @@ def test_a_lasso_without_intercept_on_offset_columns_converges_on_the_moments():
         return 0.5 * np.mean((y - X @ coef) ** 2) + alpha * np.abs(coef).sum()
 
     assert objective(reg.coef_) <= objective(lasso.coef_) * (1 + reg.tol)
+
+
+@pytest.mark.parametrize("target", ["constant", "alpha_above_alpha_max"])
+def test_a_fit_whose_start_is_optimal_on_the_moments_still_runs_an_epoch(target):
+    # scikit-learn's convention (check_non_transformer_estimators_n_iter): n_iter_ >= 1,
+    # also where the moments' exact intercept alone already meets tol.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 10))
+    y = np.full(3000, 2.0) if target == "constant" else 1e-3 * X[:, 0]
+    fit = SR2Regressor(alpha=10.0).fit(X, y)
+    assert fit.diagnostics_.converged
+    assert np.all(fit.coef_ == 0)
+    assert fit.n_iter_ >= 1
