@@ -124,7 +124,9 @@ def test_column_offset_decides_by_mean_against_spread():
     X -= X.mean(axis=0)
     sw = np.ones(200)
     assert centring.column_offset(X, sw) is None
-    X[:, 1] += 0.5  # |mean| = 0.5 std: ratio 0.25 > 0.1
-    np.testing.assert_allclose(centring.column_offset(X, sw), [0, 0.5, 0], atol=1e-12)
-    X[:, 1] -= 0.2  # ratio 0.09
+    spread = X[:, 1].std()
+    X[:, 1] += 1.1 * spread  # mean^2 = 1.21 var
+    np.testing.assert_allclose(centring.column_offset(X, sw), [0, 1.1 * spread, 0],
+                               atol=1e-12)  # fmt: skip
+    X[:, 1] -= 0.2 * spread  # mean^2 = 0.81 var
     assert centring.column_offset(X, sw) is None
