@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Lasso
+from sklearn.model_selection import KFold
 
 import sr2learn._centring as centring
-from sr2learn import SR2Regressor
+from sr2learn import SR2Regressor, SR2RegressorCV
 from sr2learn.penalties import L0Ball, check_penalty
 
 
@@ -130,3 +131,17 @@ def test_column_offset_decides_by_mean_against_spread():
                                atol=1e-12)  # fmt: skip
     X[:, 1] -= 0.2 * spread  # mean^2 = 0.81 var
     assert centring.column_offset(X, sw) is None
+
+
+def test_regressor_cv_on_uncentred_columns_matches_lasso_fold_scores():
+    # The folds' paths run on centred copies (_refit_on_path in their coordinates).
+    X, y = _uncentred(50.0, (300, 10), 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        cv = SR2RegressorCV(n_alphas=10, cv=3, tol=1e-9, random_state=0).fit(X, y)
+    for fold, (train, test) in enumerate(KFold(3).split(X)):
+        ref = [Lasso(alpha=alpha, tol=1e-12, max_iter=10**5).fit(X[train], y[train])
+               .score(X[test], y[test]) for alpha in cv.alphas_]  # fmt: skip
+        np.testing.assert_allclose(cv.scores_path_[fold], ref, atol=1e-4)
+    ref = Lasso(alpha=cv.alpha_, tol=1e-12).fit(X, y)
+    np.testing.assert_allclose(cv.coef_, ref.coef_, atol=1e-4)
