@@ -831,6 +831,7 @@ class SR2Regressor(RegressorMixin, _BaseSR2):
         return state, sigma0
 
     def _refit_on_path(self, alpha):
+        # The path's problem may be a centred copy; the kept state is in X's coordinates.
         offset = getattr(self._path_constants["problem"], "x_offset", None)
         if offset is not None:
             self._state.W = to_centred(self._state.W.copy(), offset)
