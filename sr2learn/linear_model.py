@@ -17,6 +17,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ._centring import centred_copy, column_offset, to_centred, to_original
 from ._certificate import NewtonCertificate
 from ._continuation import continuation, use_continuation
 from ._engine import TRACE_COLUMNS
@@ -730,6 +731,16 @@ class SR2Regressor(RegressorMixin, _BaseSR2):
     certifies ``tol`` at once. On X + 100 (3,000 x 40) the minibatch epochs alone ran
     1,000 epochs and stopped far from the solution; the moments give it in 7 steps.
 
+    Shorter dense data with an intercept, some column of which has a weighted mean larger
+    than its weighted spread (``sr2learn/_centring.py``), are fitted on the
+    centred copy X - xbar (in X's dtype: one copy of X), with intercept_ = b - xbar.w:
+    the objective is the same at every point, so ``diagnostics_`` (objective, criterion,
+    distances) describe the user's problem, with the step's metric that of the centred
+    columns. Uncentred, such a column is nearly the intercept's column of ones: on
+    X ~ N(100, 1), 100 x 2, the fit ran 1,000 epochs and ended 0.37 off scikit-learn's
+    Lasso coefficients; centred it converges in 3. Sparse X (centring would densify it)
+    and ``partial_fit`` keep X itself: centre such data, or scale them, beforehand.
+
     Examples
     --------
     >>> from sklearn.datasets import load_diabetes
@@ -797,6 +808,43 @@ class SR2Regressor(RegressorMixin, _BaseSR2):
 
     def _shape_coef(self, coef, intercept):
         return coef[0], float(intercept[0])
+
+    def _problem(self, X, Y, sample_weight, datafit, metric, partial=False):
+        """With an intercept on dense X too short for the compressed rows, and some column
+        far from centred against its spread, the problem on the centred copy X - xbar
+        (``sr2learn._centring``): the same objective at b = b_c - xbar.w for every w, b_c.
+        Its ``x_offset`` is xbar (None: X itself)."""
+        offset = None
+        if self.fit_intercept and not partial and not use_compressed(X):
+            offset = column_offset(X, sample_weight)
+        if offset is not None:
+            X = centred_copy(X, offset)
+        problem = super()._problem(X, Y, sample_weight, datafit, metric, partial)
+        problem.x_offset = offset
+        return problem
+
+    def _start(self, problem, b, partial, first, gen, seed):
+        # A reused state is kept in the original coordinates (see _set_coef).
+        state, sigma0 = super()._start(problem, b, partial, first, gen, seed)
+        if getattr(problem, "x_offset", None) is not None:
+            to_centred(state.W, problem.x_offset)
+        return state, sigma0
+
+    def _refit_on_path(self, alpha):
+        # The path's problem may be a centred copy; the kept state is in X's coordinates.
+        offset = getattr(self._path_constants["problem"], "x_offset", None)
+        if offset is not None:
+            self._state.W = to_centred(self._state.W.copy(), offset)
+        return super()._refit_on_path(alpha)
+
+    def _set_coef(self, W, problem, dtype):
+        # Called on the state just solved: back to the original coordinates, in which the
+        # state is kept (warm starts, partial_fit, a CV's averaged fold solutions).
+        offset = getattr(problem, "x_offset", None)
+        if offset is not None:
+            W = to_original(W.copy(), offset)
+            self._state.W = W
+        super()._set_coef(W, problem, dtype)
 
     def _compressed_problem(self, X, Y, sample_weight, datafit, metric):
         """On dense X with at least 4 max(p + 2, 256) rows, the squared loss on
