@@ -4,6 +4,7 @@ import math
 import pickle
 import re
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -142,6 +143,13 @@ def test_auto_batch_size_takes_about_32_steps_per_pass_and_16_on_compressed_rows
     assert auto_batch_size(600, 20) == 19
     assert auto_batch_size(400, 20, full_batch=False) == 25  # 16 steps per pass
     assert auto_batch_size(100, 20, full_batch=False) == 7  # never the full batch
+    # Eager steps over every coordinate (a penalty that is not separable): 16 per pass.
+    assert auto_batch_size(500, 20, separable=False) == 32
+    assert auto_batch_size(400, 20, separable=False) == 25
+    assert auto_batch_size(200, 20, separable=False) == 200
+    rows = SimpleNamespace(X=np.zeros((500, 20)), n=500)
+    assert SR2Regressor(penalty=L0Ball(2))._batch_size(rows, False) == 32
+    assert SR2Regressor(penalty="l0")._batch_size(rows, False) == 16
 
 
 # -- input types --------------------------------------------------------------------------
