@@ -741,7 +741,7 @@ class SR2Regressor(RegressorMixin, _BaseSR2):
 
     Shorter dense data with an intercept, some column of which has a weighted mean larger
     than its weighted spread (``sr2learn/_centring.py``), are fitted on the
-    centred copy X - xbar (in X's dtype: one copy of X), with intercept_ = b - xbar.w:
+    centred copy X - xbar (in X's dtype: one copy of X), with ``intercept_ = b - xbar.w``:
     the objective is the same at every point, so ``diagnostics_`` (objective, criterion,
     distances) describe the user's problem, with the step's metric that of the centred
     columns. Uncentred, such a column is nearly the intercept's column of ones: on

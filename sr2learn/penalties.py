@@ -251,7 +251,7 @@ class Lp(Penalty):
         return self.alpha * xp.sum(xp.abs(w) ** self.p)
 
     def entry_values(self, w):
-        """alpha |w_j|^p per entry of a NumPy array (its sum is ``value(w)``)."""
+        """``alpha |w_j|^p`` per entry of a NumPy array (its sum is ``value(w)``)."""
         return self.alpha * self._powers(w)
 
     def _powers(self, w):
@@ -316,13 +316,13 @@ class Lp(Penalty):
         return lam / (2.0 * step)
 
     def support_gradient(self, w):
-        """The gradient of R at ``w``, every entry nonzero: alpha p |w|^(p-1) sign(w)."""
+        """The gradient of R at ``w``, every entry nonzero: ``alpha p |w|^(p-1) sign(w)``."""
         xp = array_namespace(w)
         return self.alpha * self.p * xp.abs(w) ** (self.p - 1.0) * xp.sign(w)
 
     def support_curvature(self, w):
         """The second derivative of R at ``w``, every entry nonzero, entrywise:
-        alpha p (p - 1) |w|^(p-2) (negative: R is concave on each side of zero)."""
+        ``alpha p (p - 1) |w|^(p-2)`` (negative: R is concave on each side of zero)."""
         xp = array_namespace(w)
         return self.alpha * self.p * (self.p - 1.0) * xp.abs(w) ** (self.p - 2.0)
 
