@@ -45,11 +45,6 @@ _FULL_BATCH_UP_TO = 256
 # The lasso on the moments (SR2Regressor._solve_on_moments) is recorded this many steps at
 # a time.
 _TRACE_ROWS = 1024
-# Steps per pass over the data at least (batches of at most n / this many rows): over the
-# whole data set, and over compressed rows, a partial_fit chunk or with a penalty that is
-# not separable (see auto_batch_size).
-_STEPS_PER_PASS = 32
-_STEPS_PER_PASS_COMPRESSED = 16
 # Relative range of sigma around sigma0 when sigma_min / sigma_max are not given.
 _SIGMA_RANGE = 1e10
 # sigma0 in this range keeps the first step 1/sigma0 and the default clamp
@@ -58,7 +53,7 @@ _SIGMA_RANGE = 1e10
 _SIGMA0_BOUNDS = (1e-300, 1e140)
 
 
-def auto_batch_size(n_samples, nnz_per_row, full_batch=True, separable=True):
+def auto_batch_size(n_samples, nnz_per_row, full_batch=True):
     """The ``batch_size="auto"`` rule.
 
     Up to 256 samples (``full_batch``, not for partial_fit's chunks), the whole data set:
@@ -70,21 +65,20 @@ def auto_batch_size(n_samples, nnz_per_row, full_batch=True, separable=True):
     weighted and the repeated fits take the same steps. Otherwise a step's fixed cost in the
     compiled engine is about a microsecond, so batches are small: 32 rows, or enough rows
     to hold 256 stored entries when rows are very sparse (at most 256 rows), and at most
-    n/32 (32 steps per pass). Small batches make more
+    n/16. Small batches make more
     adaptive steps per pass over the data: measured (benchmarks/bench_sparse_highdim.py) on
     Adult and on a text-like 20,000 x 50,000 problem, 32 rows reached 1e-3 suboptimality in
-    2-4 epochs against 8-16 with 128-1024 rows, at about the same cost per epoch. Between
-    256 and 1,024 rows, 32 steps per pass rather than 16 (l1, tol 1e-4, epochs): 3-class
-    600 x 20, 52 -> 42 at alpha 1e-3 and 12 -> 10 at 1e-2; binary 400 x 30, 71 -> 65 and
-    14 -> 10; 4-class 800 x 50, 28 -> 27; binary 900 x 100, 19 -> 17 (and 7 -> 8 at
-    1e-2); SR2Regressor on diabetes (442 x 10), 38 -> 28 at alpha 0.1 and 83 -> 60 at
-    0.01; SR2ClassifierCV on a 3-class 750 x 20 problem (folds of 600 rows, 10 alphas),
-    132 -> 110 epochs and about 18% less time.
+    2-4 epochs against 8-16 with 128-1024 rows, at about the same cost per epoch. n/32
+    (twice the steps per pass between 256 and 1,024 rows) was measured and not kept: it
+    saved epochs on some l1 fits (3-class 600 x 20: 52 -> 42) and cost them on others
+    (standardised breast_cancer, 398 rows, l1 at 1e-2: 83 -> 89), and the l0 fit there at
+    alpha 3e-2 then started from the whole data's L (its 13-row first batch gave no
+    curvature estimate) and stopped at the zero model, a stationary point of l0 (objective
+    0.66 against 0.22).
 
     Least squares on tall dense data runs on compressed rows (``full_batch=False``, see
-    ``sr2learn/_gram.py``): at least 256 of them, in minibatches by the same rule but of at
-    most n/16 rows (16 steps per pass), never one full-batch step, which needs a pass per
-    step. Measured (epochs to
+    ``sr2learn/_gram.py``): at least 256 of them, in minibatches by the same rule (16 steps
+    per pass), never one full-batch step, which needs a pass per step. Measured (epochs to
     the default tol, SR2Regressor): correlated 10,000 x 500 design compressed to 502 rows,
     10 epochs with 32-row batches against 22 with the full batch; a 1,200 x 100
     regression, 9 epochs on 257 rows with 17-row batches against 14 full-batch steps on
@@ -92,17 +86,10 @@ def auto_batch_size(n_samples, nnz_per_row, full_batch=True, separable=True):
     features) compressed to 12 rows took 853 full-batch steps against 97 epochs of 27-row
     batches of its 442 rows, hence the 256 rows at least (and diabetes, under 1,024 rows,
     is not compressed).
-
-    A penalty that is not separable (``L0Ball``) takes eager steps over every coordinate,
-    its prox included, so a step costs O(p) whatever its batch: 16 steps per pass, as
-    before the rule above (L0Ball(10) on 500 x 1000: 82 against 161 steps, 38 against
-    46 ms, the same supports).
     """
     if full_batch and n_samples <= _FULL_BATCH_UP_TO:
         return int(max(1, n_samples))
-    many = full_batch and separable
-    steps = _STEPS_PER_PASS if many else _STEPS_PER_PASS_COMPRESSED
-    by_steps = int(math.ceil(n_samples / steps))
+    by_steps = int(math.ceil(n_samples / 16))
     low, high = _BATCH_ROWS
     per_row = max(1, int(math.ceil(nnz_per_row)))
     rows = min(high, max(low, _BATCH_ENTRIES // per_row))
@@ -121,10 +108,10 @@ _COMMON_DOC = """
     batch_size : "auto" or int, default="auto"
         Minibatch size. "auto": up to 256 samples, all of them (deterministic R2 steps
         with the exact gradient; not in partial_fit); otherwise 32 rows (more, up to 256,
-        for rows with fewer than 8 stored entries), at most n/32 (about 32 steps per
-        epoch); SR2Regressor on tall dense data applies it to its compressed rows, in
-        batches of at most n/16 of them (see its Notes). The rule is
-        ``sr2learn.linear_model.auto_batch_size``, which says what was measured.
+        for rows with fewer than 8 stored entries), at most n/16 (at least 16 steps per
+        epoch); SR2Regressor on tall dense data applies it to its compressed rows (see
+        its Notes). The rule is ``sr2learn.linear_model.auto_batch_size``, which says what was
+        measured.
     variance_reduction : {"svrg", "growing_batch"} or None, default="svrg"
         How the gradient noise is driven down. "svrg" (the default): one full gradient
         per epoch at a reference point, and rho measured on the consistent surrogate, so
@@ -497,8 +484,7 @@ class _BaseSR2(BaseEstimator):
         # A partial_fit chunk is not the data set: never one full-batch step per chunk;
         # nor are compressed rows (see auto_batch_size).
         full_batch = not (partial or isinstance(problem, CompressedLeastSquares))
-        separable = check_penalty(self.penalty, self.alpha).separable
-        return auto_batch_size(n, nnz_per_row, full_batch=full_batch, separable=separable)
+        return auto_batch_size(n, nnz_per_row, full_batch=full_batch)
 
     def _stream_average(self, problem, penalty, W, first):
         """partial_fit's model: the running average with this block's iterate ``W`` (see

@@ -1,10 +1,8 @@
 """SR2Regressor / SR2Classifier: optimality against scikit-learn, API behaviour, bad input."""
 
-import math
 import pickle
 import re
 import warnings
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,12 +10,11 @@ import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Lasso, LogisticRegression
-from sklearn.model_selection import GridSearchCV
+from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sr2learn import L0Ball, SR2Classifier, SR2Regressor
-from sr2learn.linear_model import auto_batch_size
 
 
 def lasso_objective(X, y, coef, intercept, alpha):
@@ -134,23 +131,19 @@ def test_all_variance_reduction_modes_decrease_the_objective(diabetes, vr):
     assert np.all(np.isfinite(sr2.coef_))
 
 
-def test_auto_batch_size_takes_about_32_steps_per_pass_and_16_on_compressed_rows():
-    # Up to 256 rows the full batch; above, batches of at most 32 rows and of n/32 (about
-    # 32 steps per pass over the data; n/16 on compressed rows and partial_fit's chunks).
-    assert auto_batch_size(256, 20) == 256
-    for n in (257, 400, 600, 1000, 1023, 5000):
-        assert auto_batch_size(n, 20) == min(32, math.ceil(n / 32)), n
-    assert auto_batch_size(600, 20) == 19
-    assert auto_batch_size(400, 20, full_batch=False) == 25  # 16 steps per pass
-    assert auto_batch_size(100, 20, full_batch=False) == 7  # never the full batch
-    # Eager steps over every coordinate (a penalty that is not separable): 16 per pass.
-    assert auto_batch_size(500, 20, separable=False) == 32
-    assert auto_batch_size(400, 20, separable=False) == 25
-    assert auto_batch_size(200, 20, separable=False) == 200
-    rows = SimpleNamespace(X=np.zeros((500, 20)), n=500)
-    assert SR2Regressor(penalty=L0Ball(2))._batch_size(rows, False) == 32
-    assert SR2Regressor(penalty="l0")._batch_size(rows, False) == 16
 
+def test_l0_from_zero_on_a_few_hundred_rows_leaves_the_zero_model(breast_cancer):
+    # The demo's l0 fit (``python -m sr2learn``): with a first batch too small to estimate
+    # the curvature, sigma0 fell back to the whole data's L and the fit stopped at w = 0,
+    # a stationary point of l0 (objective 0.66 against 0.22).
+    X, y = breast_cancer
+    X_train, _, y_train, _ = train_test_split(X, y, test_size=0.3, random_state=0)
+    zero = SR2Classifier(penalty="l0", alpha=3e-2, max_iter=1, random_state=0)
+    zero.fit(X_train, y_train)
+    fit = SR2Classifier(penalty="l0", alpha=3e-2, random_state=0).fit(X_train, y_train)
+    objective = fit.diagnostics_.last_checkpoint()["objective"]
+    assert np.count_nonzero(fit.coef_) > 0
+    assert objective < 0.5 * zero.diagnostics_.checkpoints["objective"][0]
 
 # -- input types --------------------------------------------------------------------------
 
