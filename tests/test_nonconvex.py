@@ -15,21 +15,6 @@ from sr2learn import SR2Classifier, SR2Regressor, _continuation, alpha_max, line
 from sr2learn.penalties import Lp
 
 
-def _text_like(seed, n=1000, p=3000, nnz_per_row=50):
-    """Power-law column frequencies, row-normalised positive entries, sparse truth."""
-    rng = np.random.default_rng(seed)
-    freq = 1.0 / np.arange(1, p + 1) ** 1.1
-    cols = rng.choice(p, size=n * nnz_per_row, p=freq / freq.sum())
-    X = sp.csr_matrix((rng.random(n * nnz_per_row), (np.repeat(np.arange(n), nnz_per_row), cols)),
-                      shape=(n, p))  # fmt: skip
-    X.sum_duplicates()
-    X = sp.csr_matrix(sp.diags(1.0 / np.sqrt(X.multiply(X).sum(axis=1).A1)) @ X)
-    w = np.zeros(p)
-    w[rng.choice(200, size=40, replace=False)] = 5.0 * rng.standard_normal(40)
-    y = (X @ w + 0.1 * rng.standard_normal(n) > 0).astype(int)
-    return X, y
-
-
 def _objective(X, y, est, alpha, q):
     z = X @ est.coef_.ravel() + est.intercept_[0]
     return -np.mean(log_expit((2.0 * y - 1.0) * z)) + alpha * np.sum(np.abs(est.coef_) ** q)
@@ -56,8 +41,8 @@ def _fit(X, y, name, alpha, polish=True, monkeypatch=None):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 3])
 @pytest.mark.parametrize("name, q", [("l1/2", 0.5), ("l2/3", 2.0 / 3.0)])
-def test_lp_fit_is_a_coordinate_descent_fixed_point(seed, name, q, monkeypatch):
-    X, y = _text_like(seed)
+def test_lp_fit_is_a_coordinate_descent_fixed_point(seed, name, q, monkeypatch, text_like):
+    X, y = text_like(seed)
     alpha = alpha_max(SR2Classifier(penalty=name), X, y) / 10
     est = _fit(X, y, name, alpha)
     assert est.diagnostics_.converged
@@ -192,7 +177,7 @@ def test_continuation_leaves_epochs_for_the_fit_at_its_alpha():
     assert objective(unbounded) <= objective(default) * (1 + 1e-3)
 
 
-def test_entry_gains_are_the_local_models_one_coordinate_minimum():
+def test_entry_gains_are_the_local_models_one_coordinate_minimum(text_like):
     """local_curvature against sum_i p_i (1 - p_i) x_ij^2 / n, and entry_gains against a
     grid minimisation of each zero coordinate's model g_j u + h_j u^2 / 2 + alpha |u|^p
     (h_j at least a tenth of ||x_j||^2 / (4 n), as the search uses it), computed here from
@@ -202,7 +187,7 @@ def test_entry_gains_are_the_local_models_one_coordinate_minimum():
     from sr2learn._problem import LinearProblem
     from sr2learn.datafits import Logistic
 
-    X, y = _text_like(0, n=300, p=400)
+    X, y = text_like(0, n=300, p=400)
     alpha, q = 0.0003, 0.5
     problem = LinearProblem(X, y[:, None].astype(float), np.ones(300), Logistic(), True)
     W = np.zeros((401, 1))
@@ -232,7 +217,7 @@ def test_entry_gains_are_the_local_models_one_coordinate_minimum():
             assert model[best] > -1e-9
 
 
-def test_entry_search_finds_lower_fits_than_the_coordinate_rounds(monkeypatch):
+def test_entry_search_finds_lower_fits_than_the_coordinate_rounds(monkeypatch, text_like):
     """Where Newton's method on the support applies, the polish is the entry search (the
     zero features' entries under the datafit's curvature at w): on text-like data its
     l1/2 fits are lower than those of the coordinate-descent rounds (which local minimum
@@ -241,7 +226,7 @@ def test_entry_search_finds_lower_fits_than_the_coordinate_rounds(monkeypatch):
 
     lower = []
     for seed in (1, 2, 3, 4):
-        X, y = _text_like(seed)
+        X, y = text_like(seed)
         alpha = alpha_max(SR2Classifier(penalty="l1/2"), X, y) / 10
         search = _objective(X, y, _fit(X, y, "l1/2", alpha), alpha, 0.5)
         with monkeypatch.context() as m:
@@ -252,14 +237,14 @@ def test_entry_search_finds_lower_fits_than_the_coordinate_rounds(monkeypatch):
 
 
 @pytest.mark.parametrize("sparse", [True, False])
-def test_exact_gains_are_the_decrease_of_the_objective(sparse):
+def test_exact_gains_are_the_decrease_of_the_objective(sparse, text_like):
     """exact_gains: F(w) - F(w + u_j e_j), F computed here (the intercept kept)."""
     from sr2learn._checkpoint import checkpoint
     from sr2learn._polish import exact_gains
     from sr2learn._problem import LinearProblem
     from sr2learn.datafits import Logistic
 
-    X, y = _text_like(1, n=300, p=400)
+    X, y = text_like(1, n=300, p=400)
     X = X if sparse else X.toarray()
     alpha, q = 0.002, 2.0 / 3.0
     problem = LinearProblem(X, y[:, None].astype(float), np.ones(300), Logistic(), True)

@@ -104,20 +104,7 @@ def test_without_support_or_descent_the_point_is_returned():
     assert new is W and F is None
 
 
-def _text_like(seed, n=1000, p=3000, nnz_per_row=50):
-    rng = np.random.default_rng(seed)
-    freq = 1.0 / np.arange(1, p + 1) ** 1.1
-    cols = rng.choice(p, size=n * nnz_per_row, p=freq / freq.sum())
-    X = sp.csr_matrix((rng.random(n * nnz_per_row), (np.repeat(np.arange(n), nnz_per_row), cols)),
-                      shape=(n, p))  # fmt: skip
-    X.sum_duplicates()
-    X = sp.csr_matrix(sp.diags(1.0 / np.sqrt(X.multiply(X).sum(axis=1).A1)) @ X)
-    w = np.zeros(p)
-    w[rng.choice(200, size=40, replace=False)] = 5.0 * rng.standard_normal(40)
-    return X, (X @ w + 0.1 * rng.standard_normal(n) > 0).astype(int)
-
-
-def test_working_set_fits_take_fewer_epochs_with_newton(monkeypatch):
+def test_working_set_fits_take_fewer_epochs_with_newton(monkeypatch, text_like):
     """On text-like data the lp solves with working sets converge in fewer epochs with
     Newton's method after each inner solve than without it (first-order steps converge
     slowly near lp's threshold). Without the polish, which also uses Newton's method.
@@ -129,7 +116,7 @@ def test_working_set_fits_take_fewer_epochs_with_newton(monkeypatch):
         monkeypatch.setattr(_working_set, "smooth_on_support",
                             lambda problem, penalty, on=newton: on and problem.K == 1)  # fmt: skip
         for seed in (1, 2):
-            X, y = _text_like(seed)
+            X, y = text_like(seed)
             alpha = alpha_max(SR2Classifier(penalty="l1/2"), X, y) / 10
             est = SR2Classifier(penalty="l1/2", alpha=alpha, random_state=0).fit(X, y)
             assert est.diagnostics_.converged
